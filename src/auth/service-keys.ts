@@ -1,0 +1,119 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { and, eq, isNull } from "drizzle-orm";
+import type { Orm } from "../db/port.js";
+import { apiKeys } from "../db/schema.js";
+import type { Scope } from "./scopes.js";
+
+/**
+ * Service keys look like `tk_<16 hex id><64 hex secret>`. Only the SHA-256 of the secret is stored: the secret
+ * has 256 random bits, so a slow password hash would add cost without adding safety. The id finds the row; the
+ * hashes are compared in constant time.
+ */
+const KEY_PATTERN = /^tk_([0-9a-f]{16})([0-9a-f]{64})$/;
+
+/** How long a looked-up key is trusted before it is read again; a revocation takes effect within this time. */
+export const KEY_CACHE_TTL_MS = 5_000;
+const KEY_CACHE_ENTRIES_MAX = 10_000;
+
+function sha256(text: string): Buffer {
+  return createHash("sha256").update(text).digest();
+}
+
+export function generateServiceKey(): { id: string; key: string; secret_hash: string } {
+  const id = randomBytes(8).toString("hex");
+  const secret = randomBytes(32).toString("hex");
+  return { id, key: `tk_${id}${secret}`, secret_hash: sha256(secret).toString("hex") };
+}
+
+export function looksLikeServiceKey(token: string): boolean {
+  return token.startsWith("tk_");
+}
+
+interface CachedKey {
+  secret_hash: Buffer | undefined; // undefined: no such active key
+  scopes: ReadonlySet<Scope>;
+  fetched_at_ms: number;
+}
+
+export class ServiceKeyVerifier {
+  private readonly cache = new Map<string, CachedKey>();
+
+  constructor(
+    private readonly orm: Orm,
+    private readonly now_ms: () => number = Date.now,
+  ) {}
+
+  /** The key's id and scopes, or undefined when the key is malformed, unknown, revoked or wrong. */
+  async verify(token: string): Promise<{ key_id: string; scopes: ReadonlySet<Scope> } | undefined> {
+    const match = KEY_PATTERN.exec(token);
+    if (!match) return undefined;
+    const [, id, secret] = match as unknown as [string, string, string];
+    const stored = await this.lookup(id);
+    if (!stored.secret_hash) return undefined;
+    if (!timingSafeEqual(stored.secret_hash, sha256(secret))) return undefined;
+    return { key_id: id, scopes: stored.scopes };
+  }
+
+  private async lookup(id: string): Promise<CachedKey> {
+    const cached = this.cache.get(id);
+    if (cached && this.now_ms() - cached.fetched_at_ms < KEY_CACHE_TTL_MS) return cached;
+    const [row] = await this.orm
+      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)));
+    const entry: CachedKey = {
+      secret_hash: row ? Buffer.from(row.secret_hash, "hex") : undefined,
+      scopes: new Set((row?.scopes ?? []) as Scope[]),
+      fetched_at_ms: this.now_ms(),
+    };
+    this.cache.delete(id);
+    this.cache.set(id, entry);
+    if (this.cache.size > KEY_CACHE_ENTRIES_MAX) {
+      const oldest = this.cache.keys().next().value;
+      if (oldest !== undefined) this.cache.delete(oldest);
+    }
+    return entry;
+  }
+}
+
+/** Compares a presented token with the bootstrap admin key in constant time (hashing first equalizes lengths). */
+export function matchesAdminKey(token: string, admin_key: string | undefined): boolean {
+  if (admin_key === undefined) return false;
+  return timingSafeEqual(sha256(token), sha256(admin_key));
+}
+
+export async function createServiceKey(
+  orm: Orm,
+  input: { name: string; scopes: Scope[] },
+): Promise<{ id: string; key: string }> {
+  const generated = generateServiceKey();
+  await orm.insert(apiKeys).values({
+    id: generated.id,
+    name: input.name,
+    secretHash: generated.secret_hash,
+    scopes: input.scopes,
+  });
+  return { id: generated.id, key: generated.key };
+}
+
+export async function revokeServiceKey(orm: Orm, id: string): Promise<boolean> {
+  const rows = await orm
+    .update(apiKeys)
+    .set({ revokedAt: new Date().toISOString() })
+    .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)))
+    .returning({ id: apiKeys.id });
+  return rows.length > 0;
+}
+
+export async function listServiceKeys(orm: Orm) {
+  return orm
+    .select({
+      id: apiKeys.id,
+      name: apiKeys.name,
+      scopes: apiKeys.scopes,
+      created_at: apiKeys.createdAt,
+      revoked_at: apiKeys.revokedAt,
+    })
+    .from(apiKeys)
+    .orderBy(apiKeys.createdAt);
+}

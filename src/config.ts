@@ -1,0 +1,70 @@
+import { z } from "zod";
+
+/**
+ * The environment, parsed once at start. Every limit the service enforces is here so that an operator can
+ * see (and change) all of them in one place; nothing else reads `process.env`.
+ */
+
+const positiveInt = (fallback: number, max: number) =>
+  z.coerce.number().int().positive().max(max).default(fallback);
+
+const booleanFlag = (fallback: boolean) =>
+  z
+    .enum(["true", "false", "1", "0"])
+    .default(fallback ? "true" : "false")
+    .transform((value) => value === "true" || value === "1");
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((value) => (value === undefined || value.trim() === "" ? undefined : value));
+
+export const configSchema = z
+  .object({
+    DATABASE_URL: optionalString.pipe(z.url().optional()),
+    DATA_DIR: z.string().min(1).default("./data"),
+    HOST: z.string().min(1).default("0.0.0.0"),
+    PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+    TALLY_ADMIN_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    JWT_SECRET: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    JWT_JWKS_URL: optionalString.pipe(z.url().optional()),
+    JWT_ISSUER: optionalString,
+    JWT_AUDIENCE: optionalString,
+    CHECKPOINT_REFRESH_EVERY: positiveInt(1000, 1_000_000_000),
+    CHECKPOINT_DELTA_MAX: positiveInt(5000, 1_000_000_000),
+    MAX_BODY_BYTES: positiveInt(8 * 1024 * 1024, 64 * 1024 * 1024),
+    REQUEST_TIMEOUT_MS: positiveInt(30_000, 600_000),
+    CORS_ORIGINS: optionalString.transform((value) =>
+      value === undefined
+        ? []
+        : value
+            .split(",")
+            .map((origin) => origin.trim())
+            .filter((origin) => origin !== ""),
+    ),
+    LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
+    DATABASE_POOL_MAX: positiveInt(10, 200),
+    MIGRATE_ON_START: booleanFlag(true),
+  })
+  .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
+    message: "set JWT_SECRET or JWT_JWKS_URL, not both",
+    path: ["JWT_JWKS_URL"],
+  });
+
+export type Config = z.infer<typeof configSchema>;
+
+export class ConfigError extends Error {
+  constructor(readonly problems: string[]) {
+    super(`invalid configuration:\n${problems.map((problem) => `  ${problem}`).join("\n")}`);
+  }
+}
+
+export function parseConfig(environment: Record<string, string | undefined>): Config {
+  const result = configSchema.safeParse(environment);
+  if (!result.success) {
+    throw new ConfigError(
+      result.error.issues.map((issue) => `${issue.path.join(".") || "(environment)"}: ${issue.message}`),
+    );
+  }
+  return result.data;
+}

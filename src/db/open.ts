@@ -1,0 +1,28 @@
+import type { Config } from "../config.js";
+import { openEmbedded } from "./embedded.js";
+import { applyMigrations } from "./migrate.js";
+import type { Database } from "./port.js";
+import { connectPostgres } from "./postgres.js";
+
+/** PostgreSQL when `DATABASE_URL` is set, otherwise the embedded store under `DATA_DIR`. */
+export async function openDatabase(
+  config: Pick<Config, "DATABASE_URL" | "DATA_DIR" | "DATABASE_POOL_MAX" | "REQUEST_TIMEOUT_MS">,
+  options: { migrate: boolean },
+): Promise<Database> {
+  const database = config.DATABASE_URL
+    ? connectPostgres({
+        url: config.DATABASE_URL,
+        pool_max: config.DATABASE_POOL_MAX,
+        statement_timeout_ms: config.REQUEST_TIMEOUT_MS,
+      })
+    : await openEmbedded({ data_dir: config.DATA_DIR });
+  if (options.migrate) {
+    try {
+      await applyMigrations(database, config.DATABASE_URL);
+    } catch (error) {
+      await database.close();
+      throw error;
+    }
+  }
+  return database;
+}

@@ -1,0 +1,36 @@
+/**
+ * The one catalogue of error codes. The HTTP layer maps each code to its status and title at run time and also
+ * builds the documented OpenAPI responses from it, so what is documented and what is sent cannot drift apart.
+ * Codes are stable: clients branch on them. Titles are fixed text; anything variable goes in `detail`.
+ */
+export const ERROR_CATALOGUE = {
+  validation_failed: { status: 400, title: "The request is not valid" },
+  invalid_json: { status: 400, title: "The request body is not valid JSON" },
+  invalid_cursor: { status: 400, title: "The cursor is not valid" },
+  unauthorized: { status: 401, title: "Credentials are missing or not valid" },
+  forbidden: { status: 403, title: "The credentials do not allow this request" },
+  account_not_found: { status: 404, title: "The account does not exist" },
+  not_found: { status: 404, title: "No such resource" },
+  idempotency_key_reused: { status: 409, title: "The idempotency key was already used for a different request" },
+  insufficient_balance: { status: 409, title: "The balance is too low for this debit" },
+  payload_too_large: { status: 413, title: "The request body is too large" },
+  unsupported_media_type: { status: 415, title: "The request body must be application/json" },
+  internal_error: { status: 500, title: "Internal error" },
+  service_unavailable: { status: 503, title: "The service cannot reach its database" },
+  request_timeout: { status: 504, title: "The request took too long" },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERROR_CATALOGUE;
+
+/** An operating error with a catalogued code: bad input, a conflict, a missing account. Never a programmer error. */
+export class TallyError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail: string,
+    /** Extra members of the problem document, e.g. the balance and deficit of an insufficient balance. */
+    readonly extensions: Record<string, unknown> = {},
+  ) {
+    super(detail);
+    this.name = "TallyError";
+  }
+}

@@ -1,0 +1,79 @@
+import type { Context, MiddlewareHandler } from "hono";
+import { USER_SCOPES, type Principal, type Scope } from "../auth/scopes.js";
+import type { JwtVerifier } from "../auth/jwt.js";
+import { looksLikeServiceKey, matchesAdminKey, type ServiceKeyVerifier } from "../auth/service-keys.js";
+import { TallyError } from "../errors.js";
+import type { AppEnv } from "./env.js";
+
+export interface Authenticators {
+  service_keys: ServiceKeyVerifier;
+  jwt: JwtVerifier | undefined;
+  admin_key: string | undefined;
+}
+
+const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/;
+
+/** Resolves the caller from `Authorization: Bearer …`: the admin key, a service key (`tk_…`) or an end-user JWT. */
+export function authenticate(authenticators: Authenticators): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const match = BEARER.exec(c.req.header("authorization") ?? "");
+    if (!match) throw new TallyError("unauthorized", "send Authorization: Bearer <service key or token>");
+    const token = match[1]!;
+    let principal: Principal | undefined;
+    if (matchesAdminKey(token, authenticators.admin_key)) {
+      principal = { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
+    } else if (looksLikeServiceKey(token)) {
+      const key = await authenticators.service_keys.verify(token);
+      if (key) principal = { kind: "service", key_id: key.key_id, scopes: key.scopes };
+    } else if (authenticators.jwt) {
+      const account_id = await authenticators.jwt.verify(token);
+      if (account_id) principal = { kind: "user", account_id };
+    }
+    if (!principal) throw new TallyError("unauthorized", "the credentials are not valid");
+    c.set("principal", principal);
+    await next();
+  };
+}
+
+function allows(principal: Principal, scope: Scope): boolean {
+  if (principal.kind === "user") return USER_SCOPES.has(scope);
+  return principal.scopes.has(scope) || principal.scopes.has("admin");
+}
+
+/** Route guard: the caller must hold `scope` (an end user holds only the read scopes, on their own account). */
+export function requireScope(scope: Scope): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    if (!allows(c.get("principal"), scope)) {
+      throw new TallyError("forbidden", `this request needs the ${scope} scope`);
+    }
+    await next();
+  };
+}
+
+/** Route guard for listings that span accounts, which end-user tokens never see. */
+export function requireServiceScope(scope: Scope): MiddlewareHandler<AppEnv> {
+  return async (c, next) => {
+    const principal = c.get("principal");
+    if (principal.kind === "user" || !allows(principal, scope)) {
+      throw new TallyError("forbidden", `this request needs a service key with the ${scope} scope`);
+    }
+    await next();
+  };
+}
+
+/** An end user may only touch their own account; a service key with the route's scope may touch any. */
+export function authorizeAccounts(c: Context<AppEnv>, account_ids: readonly string[]): void {
+  const principal = c.get("principal");
+  if (principal.kind === "user" && account_ids.some((id) => id !== principal.account_id)) {
+    throw new TallyError("forbidden", "an end-user token can only access its own account");
+  }
+}
+
+/** The caller's own account, for the /v1/me routes, which only end-user tokens have. */
+export function ownAccountId(c: Context<AppEnv>): string {
+  const principal = c.get("principal");
+  if (principal.kind !== "user") {
+    throw new TallyError("forbidden", "/v1/me needs an end-user token; service keys have no account of their own");
+  }
+  return principal.account_id;
+}

@@ -1,0 +1,59 @@
+import { z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { ERROR_CATALOGUE, type ErrorCode } from "../errors.js";
+
+export const PROBLEM_MEDIA_TYPE = "application/problem+json";
+
+export const ProblemSchema = z
+  .object({
+    type: z.string().openapi({ example: "https://tally.dev/problems/validation_failed" }),
+    title: z.string(),
+    status: z.number().int(),
+    detail: z.string(),
+    code: z.enum(Object.keys(ERROR_CATALOGUE) as [ErrorCode, ...ErrorCode[]]),
+    request_id: z.string().optional(),
+    errors: z
+      .array(z.object({ field: z.string(), message: z.string() }))
+      .optional()
+      .openapi({ description: "For validation_failed: each refused field, e.g. `entries[3].amount`." }),
+  })
+  .catchall(z.unknown())
+  .openapi("Problem", { description: "RFC 9457 problem details with a stable `code`." });
+
+export function problemBody(code: ErrorCode, detail: string, extensions: Record<string, unknown> = {}) {
+  const { status, title } = ERROR_CATALOGUE[code];
+  return { type: `https://tally.dev/problems/${code}`, title, status, detail, code, ...extensions };
+}
+
+export function problemResponse(c: Context, code: ErrorCode, detail: string, extensions: Record<string, unknown> = {}) {
+  const requestId = c.get("requestId") as string | undefined;
+  const body = problemBody(code, detail, { ...extensions, ...(requestId ? { request_id: requestId } : {}) });
+  return new Response(JSON.stringify(body), {
+    status: body.status,
+    headers: { "content-type": PROBLEM_MEDIA_TYPE },
+  });
+}
+
+/** Every route can answer these. */
+const ALWAYS: ErrorCode[] = ["internal_error", "service_unavailable", "request_timeout"];
+
+/**
+ * The OpenAPI `responses` entries for the codes a route can return, built from the catalogue; codes that share a
+ * status are listed together under it.
+ */
+export function errorResponses(...codes: ErrorCode[]) {
+  const byStatus = new Map<number, ErrorCode[]>();
+  for (const code of [...codes, ...ALWAYS]) {
+    const status = ERROR_CATALOGUE[code].status;
+    byStatus.set(status, [...new Set([...(byStatus.get(status) ?? []), code])]);
+  }
+  return Object.fromEntries(
+    [...byStatus].map(([status, sharing]) => [
+      status,
+      {
+        description: sharing.map((code) => `\`${code}\`: ${ERROR_CATALOGUE[code].title}`).join("; "),
+        content: { [PROBLEM_MEDIA_TYPE]: { schema: ProblemSchema } },
+      },
+    ]),
+  );
+}

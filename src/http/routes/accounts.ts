@@ -1,0 +1,140 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { createAccount, getAccount, listAccounts } from "../../ledger/accounts.js";
+import { getBalance } from "../../ledger/balances.js";
+import { formatNanos } from "../../ledger/amount.js";
+import type { LedgerContext } from "../../ledger/context.js";
+import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
+import { decodeCursor, encodeCursor } from "../cursor.js";
+import { errorResponses } from "../problem.js";
+import { createRouter } from "../router.js";
+import {
+  AccountIdParamsSchema,
+  AccountIdSchema,
+  AccountSchema,
+  AccountWithBalanceSchema,
+  BalanceSchema,
+  MetadataSchema,
+  PageQuerySchema,
+} from "../schemas.js";
+
+const CreateAccountSchema = z.strictObject({ id: AccountIdSchema, metadata: MetadataSchema.optional() });
+const CreateOwnAccountSchema = z.strictObject({ metadata: MetadataSchema.optional() });
+const AccountCursorSchema = z.strictObject({ after_id: AccountIdSchema });
+const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
+const security = [{ bearer: [] }];
+const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
+
+export function accountRoutes(deps: { ledger: LedgerContext }) {
+  const { ledger } = deps;
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/accounts",
+        summary: "Create an account (or return the existing one)",
+        tags: ["accounts"],
+        security,
+        middleware: [requireScope("accounts:write")] as const,
+        request: { body: json(CreateAccountSchema) },
+        responses: {
+          201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
+          200: { description: "Already existed; returned unchanged", content: { "application/json": { schema: AccountSchema } } },
+          ...errorResponses("validation_failed", "invalid_json", "payload_too_large", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        const { account, created } = await createAccount(ledger, { id: body.id, metadata: body.metadata ?? {} });
+        return created ? c.json(account, 201) : c.json(account, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/accounts/{id}",
+        summary: "An account with its balance",
+        tags: ["accounts"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        request: { params: AccountIdParamsSchema },
+        responses: {
+          200: { description: "The account", content: { "application/json": { schema: AccountWithBalanceSchema } } },
+          ...errorResponses("validation_failed", "account_not_found", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const { id } = c.req.valid("param");
+        authorizeAccounts(c, [id]);
+        return c.json(await getAccount(ledger, id), 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/accounts",
+        summary: "Accounts in id order, with balances",
+        tags: ["accounts"],
+        security,
+        middleware: [requireServiceScope("balances:read")] as const,
+        request: { query: PageQuerySchema },
+        responses: {
+          200: {
+            description: "A page of accounts",
+            content: {
+              "application/json": {
+                schema: z.object({ accounts: z.array(AccountWithBalanceSchema), next_cursor: z.string().nullable() }),
+              },
+            },
+          },
+          ...errorResponses("validation_failed", "invalid_cursor", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const { limit, cursor } = c.req.valid("query");
+        const after_id = cursor === undefined ? undefined : decodeCursor(cursor, AccountCursorSchema).after_id;
+        const page = await listAccounts(ledger, { limit, after_id });
+        const next_cursor = page.next_after_id === undefined ? null : encodeCursor({ after_id: page.next_after_id });
+        return c.json({ accounts: page.accounts, next_cursor }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/me",
+        summary: "The balance of the token's own account",
+        tags: ["me"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        responses: {
+          200: { description: "Own balance", content: { "application/json": { schema: BalanceSchema } } },
+          ...errorResponses("account_not_found", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const account_id = ownAccountId(c);
+        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/me",
+        summary: "Create the token's own account (or return it)",
+        tags: ["me"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        request: { body: { ...json(CreateOwnAccountSchema), required: false } },
+        responses: {
+          201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
+          200: { description: "Already existed", content: { "application/json": { schema: AccountSchema } } },
+          ...errorResponses("validation_failed", "invalid_json", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const account_id = ownAccountId(c);
+        const body = c.req.valid("json") ?? {};
+        const { account, created } = await createAccount(ledger, { id: account_id, metadata: body.metadata ?? {} });
+        return created ? c.json(account, 201) : c.json(account, 200);
+      },
+    );
+}

@@ -1,0 +1,105 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { formatNanos } from "../../ledger/amount.js";
+import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances.js";
+import type { LedgerContext } from "../../ledger/context.js";
+import { authorizeAccounts, requireScope } from "../auth.js";
+import { errorResponses } from "../problem.js";
+import { createRouter } from "../router.js";
+import { AccountIdSchema, AmountSchema, BalanceSchema, amountNanos } from "../schemas.js";
+
+const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
+const security = [{ bearer: [] }];
+const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
+
+const BulkQuerySchema = z.strictObject({
+  account_ids: z.array(AccountIdSchema).min(1).max(BULK_BALANCE_ACCOUNTS_MAX),
+});
+const BulkResultSchema = z
+  .object({
+    balances: z.array(BalanceSchema),
+    not_found: z.array(z.string()).openapi({ description: "Requested ids that are not accounts." }),
+  })
+  .openapi("Balances");
+const CheckSchema = z.strictObject({ account_id: AccountIdSchema, amount: AmountSchema });
+const CheckResultSchema = z
+  .object({
+    account_id: z.string(),
+    balance: z.string(),
+    amount: z.string(),
+    sufficient: z.boolean(),
+    deficit: z.string().openapi({ description: "How much is missing; \"0\" when sufficient." }),
+  })
+  .openapi("BalanceCheck");
+
+export function balanceRoutes(deps: { ledger: LedgerContext }) {
+  const { ledger } = deps;
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: "get",
+        path: "/v1/balances/{account_id}",
+        summary: "One account's balance",
+        tags: ["balances"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        request: { params: z.object({ account_id: AccountIdSchema.openapi({ param: { name: "account_id", in: "path" } }) }) },
+        responses: {
+          200: { description: "The balance", content: { "application/json": { schema: BalanceSchema } } },
+          ...errorResponses("validation_failed", "account_not_found", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const { account_id } = c.req.valid("param");
+        authorizeAccounts(c, [account_id]);
+        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/balances/query",
+        summary: `Balances of up to ${BULK_BALANCE_ACCOUNTS_MAX} accounts in one query`,
+        tags: ["balances"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        request: { body: json(BulkQuerySchema) },
+        responses: {
+          200: { description: "Balances in request order", content: { "application/json": { schema: BulkResultSchema } } },
+          ...errorResponses("validation_failed", "invalid_json", "payload_too_large", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const { account_ids } = c.req.valid("json");
+        authorizeAccounts(c, account_ids);
+        const { balances, missing } = await getBalances(ledger, account_ids);
+        const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
+        return c.json(
+          {
+            balances: ordered.map((account_id) => ({ account_id, balance: formatNanos(balances.get(account_id)!) })),
+            not_found: missing,
+          },
+          200,
+        );
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/balances/check",
+        summary: "Would a debit of this amount fit? (advisory; reserves nothing)",
+        tags: ["balances"],
+        security,
+        middleware: [requireScope("balances:read")] as const,
+        request: { body: json(CheckSchema) },
+        responses: {
+          200: { description: "The check", content: { "application/json": { schema: CheckResultSchema } } },
+          ...errorResponses("validation_failed", "invalid_json", "account_not_found", ...AUTH_ERRORS),
+        },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        authorizeAccounts(c, [body.account_id]);
+        return c.json(await checkBalance(ledger, body.account_id, amountNanos(body.amount)), 200);
+      },
+    );
+}

@@ -1,0 +1,178 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import type { Context } from "hono";
+import { BATCH_ROWS_MAX, postUsageBatch } from "../../ledger/batch.js";
+import type { LedgerContext } from "../../ledger/context.js";
+import { postDebit } from "../../ledger/debits.js";
+import type { EntryRequest } from "../../ledger/entry.js";
+import { postEntry, type PostResult } from "../../ledger/posting.js";
+import type { EntryType } from "../../db/schema.js";
+import { authorizeAccounts, requireScope } from "../auth.js";
+import type { AppEnv } from "../env.js";
+import { errorResponses } from "../problem.js";
+import { createRouter } from "../router.js";
+import {
+  AccountIdSchema,
+  AmountSchema,
+  CreditTypeSchema,
+  DescriptionSchema,
+  EntrySchema,
+  IdempotencyKeySchema,
+  MetadataSchema,
+  REPLAYED_HEADER,
+  canonicalAmount,
+} from "../schemas.js";
+
+const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
+const security = [{ bearer: [] }];
+const WRITE_ERRORS = [
+  "validation_failed",
+  "invalid_json",
+  "payload_too_large",
+  "unauthorized",
+  "forbidden",
+  "account_not_found",
+  "idempotency_key_reused",
+] as const;
+
+const common = {
+  account_id: AccountIdSchema,
+  amount: AmountSchema,
+  idempotency_key: IdempotencyKeySchema,
+  description: DescriptionSchema.optional(),
+  metadata: MetadataSchema.optional(),
+};
+const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest");
+const UsageBatchSchema = z
+  .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
+  .openapi("UsageBatchRequest");
+const CreditSchema = z.strictObject({ ...common, type: CreditTypeSchema }).openapi("CreditRequest");
+const DebitSchema = z
+  .strictObject({
+    ...common,
+    allow_overdraft: z
+      .boolean()
+      .default(false)
+      .openapi({ description: "When false (the default) a debit the balance cannot cover is refused with 409." }),
+  })
+  .openapi("DebitRequest");
+
+type PostingBody = z.infer<typeof UsageSchema> & { batch_id?: string };
+
+function toRequest(type: EntryType, body: PostingBody): EntryRequest {
+  return {
+    account_id: body.account_id,
+    type,
+    amount: canonicalAmount(body.amount),
+    idempotency_key: body.idempotency_key,
+    batch_id: body.batch_id ?? null,
+    description: body.description ?? null,
+    metadata: body.metadata ?? null,
+  };
+}
+
+const entryResponses = {
+  201: { description: "Posted", content: { "application/json": { schema: EntrySchema } } },
+  200: {
+    description: `A replay: the key was already used for this same request; the original entry, with \`${REPLAYED_HEADER}: true\``,
+    content: { "application/json": { schema: EntrySchema } },
+  },
+};
+
+function respond(c: Context<AppEnv>, result: PostResult) {
+  if (result.replayed) {
+    c.header(REPLAYED_HEADER, "true");
+    return c.json(result.entry, 200);
+  }
+  return c.json(result.entry, 201);
+}
+
+export function postingRoutes(deps: { ledger: LedgerContext }) {
+  const { ledger } = deps;
+  return createRouter()
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/usage",
+        summary: "Post one usage row (never refused for lack of balance)",
+        tags: ["postings"],
+        security,
+        middleware: [requireScope("usage:write")] as const,
+        request: { body: json(UsageSchema) },
+        responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS) },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        authorizeAccounts(c, [body.account_id]);
+        return respond(c, await postEntry(ledger, toRequest("usage", body)));
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/usage/batch",
+        summary: `Post up to ${BATCH_ROWS_MAX} usage rows, all or nothing`,
+        tags: ["postings"],
+        security,
+        middleware: [requireScope("usage:write")] as const,
+        request: { body: json(UsageBatchSchema) },
+        responses: {
+          200: {
+            description: "Every row is now in the ledger: `inserted` new ones, `replayed` already present with the same body",
+            content: {
+              "application/json": {
+                schema: z.object({ inserted: z.number().int(), replayed: z.number().int() }).openapi("UsageBatchResult"),
+              },
+            },
+          },
+          ...errorResponses(...WRITE_ERRORS),
+        },
+      }),
+      async (c) => {
+        const { entries } = c.req.valid("json");
+        authorizeAccounts(
+          c,
+          entries.map((entry) => entry.account_id),
+        );
+        const result = await postUsageBatch(
+          ledger,
+          entries.map((entry) => toRequest("usage", entry)),
+        );
+        return c.json(result, 200);
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/credits",
+        summary: "Post a credit: purchase, grant, refund or bonus",
+        tags: ["postings"],
+        security,
+        middleware: [requireScope("credits:write")] as const,
+        request: { body: json(CreditSchema) },
+        responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS) },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        authorizeAccounts(c, [body.account_id]);
+        return respond(c, await postEntry(ledger, toRequest(body.type, body)));
+      },
+    )
+    .openapi(
+      createRoute({
+        method: "post",
+        path: "/v1/debits",
+        summary: "Post a removal; refused with 409 if the balance cannot cover it, unless allow_overdraft",
+        tags: ["postings"],
+        security,
+        middleware: [requireScope("debits:write")] as const,
+        request: { body: json(DebitSchema) },
+        responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS, "insufficient_balance") },
+      }),
+      async (c) => {
+        const body = c.req.valid("json");
+        authorizeAccounts(c, [body.account_id]);
+        const result = await postDebit(ledger, toRequest("removal", body), { allow_overdraft: body.allow_overdraft });
+        return respond(c, result);
+      },
+    );
+}

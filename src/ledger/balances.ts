@@ -1,0 +1,102 @@
+import type { Queryable } from "../db/port.js";
+import { TallyError } from "../errors.js";
+import { formatNanos, numericToNanos } from "./amount.js";
+import { refreshQuietly } from "./checkpoints.js";
+import type { LedgerContext } from "./context.js";
+
+/** The most accounts one bulk balance query may ask for. */
+export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
+
+/**
+ * balance = checkpoint + the account's rows at or above the checkpoint's transaction-id boundary. One statement, so
+ * the checkpoint and the delta come from one snapshot; the (account_id, xid) index makes the delta read touch only
+ * the delta rows. The same prepared statement serves one account and a thousand.
+ */
+const BALANCES_SQL = `
+SELECT requested.account_id,
+       account.id IS NOT NULL AS account_exists,
+       (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0))::text AS balance,
+       delta.row_count::text AS delta_rows
+FROM unnest($1::text[]) AS requested(account_id)
+LEFT JOIN accounts AS account ON account.id = requested.account_id
+LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
+LEFT JOIN LATERAL (
+  SELECT SUM(entry.delta) AS total, COUNT(*) AS row_count
+  FROM entries AS entry
+  WHERE entry.account_id = requested.account_id
+    AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
+) AS delta ON true`;
+
+interface BalanceRow {
+  account_id: string;
+  account_exists: boolean;
+  balance: string;
+  delta_rows: string;
+}
+
+export interface AccountBalance {
+  account_id: string;
+  balance: string;
+}
+
+/** Reads balances without refreshing anything; usable inside a transaction (strict debits use it). */
+export async function readBalances(
+  database: Queryable,
+  account_ids: readonly string[],
+): Promise<{ found: Map<string, { nanos: bigint; delta_rows: number }>; missing: string[] }> {
+  const rows = await database.query<BalanceRow>(BALANCES_SQL, [[...new Set(account_ids)]]);
+  const found = new Map<string, { nanos: bigint; delta_rows: number }>();
+  const missing: string[] = [];
+  for (const row of rows) {
+    if (!row.account_exists) missing.push(row.account_id);
+    else found.set(row.account_id, { nanos: numericToNanos(row.balance), delta_rows: Number(row.delta_rows) });
+  }
+  return { found, missing };
+}
+
+/**
+ * Balances for up to BULK_BALANCE_ACCOUNTS_MAX accounts in one query. Accounts whose delta has grown past
+ * CHECKPOINT_DELTA_MAX rows are refreshed afterwards, so the next read is cheap again.
+ */
+export async function getBalances(
+  context: LedgerContext,
+  account_ids: readonly string[],
+): Promise<{ balances: Map<string, bigint>; missing: string[] }> {
+  const { found, missing } = await readBalances(context.database, account_ids);
+  const overgrown = [...found].filter(([, balance]) => balance.delta_rows > context.checkpoint_policy.delta_max);
+  if (overgrown.length > 0) await refreshQuietly(context, overgrown.map(([id]) => id));
+  for (const id of found.keys()) context.known_accounts.remember(id);
+  return { balances: new Map([...found].map(([id, balance]) => [id, balance.nanos])), missing };
+}
+
+export async function getBalance(context: LedgerContext, account_id: string): Promise<bigint> {
+  const { balances } = await getBalances(context, [account_id]);
+  const balance = balances.get(account_id);
+  if (balance === undefined) throw new TallyError("account_not_found", `account ${account_id} does not exist`);
+  return balance;
+}
+
+export interface BalanceCheck {
+  account_id: string;
+  balance: string;
+  amount: string;
+  sufficient: boolean;
+  deficit: string;
+}
+
+/** Would a debit of `amount_nanos` fit? Advisory only: nothing is reserved. */
+export async function checkBalance(
+  context: LedgerContext,
+  account_id: string,
+  amount_nanos: bigint,
+): Promise<BalanceCheck> {
+  const balance = await getBalance(context, account_id);
+  const deficit = amount_nanos > balance ? amount_nanos - balance : 0n;
+  return {
+    account_id,
+    balance: formatNanos(balance),
+    amount: formatNanos(amount_nanos),
+    sufficient: deficit === 0n,
+    deficit: formatNanos(deficit),
+  };
+}

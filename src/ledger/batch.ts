@@ -1,0 +1,122 @@
+import { TallyError } from "../errors.js";
+import { maybeRefreshAfterWrite } from "./checkpoints.js";
+import type { LedgerContext } from "./context.js";
+import { requestHash, type EntryRequest } from "./entry.js";
+import { uuidv7 } from "./ids.js";
+import { ensureAccountsExist } from "./posting.js";
+
+/** The most rows one batch may carry. */
+export const BATCH_ROWS_MAX = 10_000;
+
+/**
+ * One multi-row INSERT. The rows travel as one array per column and are expanded by unnest(), so a batch of any
+ * size is one prepared statement with ten parameters (the wire protocol allows at most 65,535 parameters, which a
+ * VALUES list of 10,000 rows would exceed).
+ */
+const INSERT_BATCH_SQL = `
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
+SELECT row.id, row.account_id, 'usage', row.amount, -row.amount, row.idempotency_key, row.request_hash,
+       row.batch_id, row.description, row.metadata::jsonb
+FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[])
+  AS row(id, account_id, amount, idempotency_key, request_hash, batch_id, description, metadata)
+ON CONFLICT (account_id, idempotency_key) DO NOTHING
+RETURNING account_id, idempotency_key`;
+
+const FIND_HASHES_SQL = `
+SELECT entries.account_id, entries.idempotency_key, entries.request_hash
+FROM unnest($1::text[], $2::text[]) AS wanted(account_id, idempotency_key)
+JOIN entries ON entries.account_id = wanted.account_id AND entries.idempotency_key = wanted.idempotency_key`;
+
+interface HashedRow {
+  index: number;
+  request: EntryRequest;
+  hash: string;
+}
+
+const identity = (account_id: string, idempotency_key: string) => JSON.stringify([account_id, idempotency_key]);
+
+/**
+ * Drops exact repeats within the batch (they count as replayed) and refuses a key that appears twice with
+ * different bodies, naming both rows.
+ */
+function distinctRows(requests: readonly EntryRequest[]): { rows: HashedRow[]; repeats: number } {
+  const seen = new Map<string, HashedRow>();
+  let repeats = 0;
+  requests.forEach((request, index) => {
+    const hash = requestHash(request);
+    const key = identity(request.account_id, request.idempotency_key);
+    const earlier = seen.get(key);
+    if (!earlier) {
+      seen.set(key, { index, request, hash });
+    } else if (earlier.hash === hash) {
+      repeats++;
+    } else {
+      throw new TallyError(
+        "idempotency_key_reused",
+        `entries[${index}] reuses the idempotency key of entries[${earlier.index}] with a different body`,
+        { index },
+      );
+    }
+  });
+  return { rows: [...seen.values()], repeats };
+}
+
+/**
+ * Posts usage rows all or nothing. Rows already present with the same body count as replayed; a key already used
+ * for a different body rejects the whole batch (409) and the transaction writes nothing.
+ */
+export async function postUsageBatch(
+  context: LedgerContext,
+  requests: readonly EntryRequest[],
+): Promise<{ inserted: number; replayed: number }> {
+  const { rows, repeats } = distinctRows(requests);
+  await ensureAccountsExist(
+    context,
+    rows.map((row) => row.request.account_id),
+  );
+  // Insert in key order: two batches that share keys then meet them in the same order, and neither can wait on
+  // a key the other holds while holding one it needs (a deadlock).
+  rows.sort((left, right) =>
+    left.request.account_id === right.request.account_id
+      ? compare(left.request.idempotency_key, right.request.idempotency_key)
+      : compare(left.request.account_id, right.request.account_id),
+  );
+  const inserted = await context.database.transaction(async (transaction) => {
+    const returned = await transaction.query<{ account_id: string; idempotency_key: string }>(INSERT_BATCH_SQL, [
+      rows.map(() => uuidv7()),
+      rows.map((row) => row.request.account_id),
+      rows.map((row) => row.request.amount),
+      rows.map((row) => row.request.idempotency_key),
+      rows.map((row) => row.hash),
+      rows.map((row) => row.request.batch_id),
+      rows.map((row) => row.request.description),
+      rows.map((row) => (row.request.metadata === null ? null : JSON.stringify(row.request.metadata))),
+    ]);
+    if (returned.length === rows.length) return returned;
+    const insertedKeys = new Set(returned.map((row) => identity(row.account_id, row.idempotency_key)));
+    const existing = rows.filter((row) => !insertedKeys.has(identity(row.request.account_id, row.request.idempotency_key)));
+    const found = await transaction.query<{ account_id: string; idempotency_key: string; request_hash: string }>(
+      FIND_HASHES_SQL,
+      [existing.map((row) => row.request.account_id), existing.map((row) => row.request.idempotency_key)],
+    );
+    const storedHash = new Map(found.map((row) => [identity(row.account_id, row.idempotency_key), row.request_hash]));
+    for (const row of existing) {
+      if (storedHash.get(identity(row.request.account_id, row.request.idempotency_key)) !== row.hash) {
+        throw new TallyError(
+          "idempotency_key_reused",
+          `entries[${row.index}]: idempotency key ${JSON.stringify(row.request.idempotency_key)} was already used on account ${row.request.account_id} for a different request; nothing in this batch was written`,
+          { index: row.index },
+        );
+      }
+    }
+    return returned;
+  });
+  const rowsByAccount = new Map<string, number>();
+  for (const row of inserted) rowsByAccount.set(row.account_id, (rowsByAccount.get(row.account_id) ?? 0) + 1);
+  await maybeRefreshAfterWrite(context, rowsByAccount);
+  return { inserted: inserted.length, replayed: requests.length - inserted.length };
+}
+
+function compare(left: string, right: string): number {
+  return left < right ? -1 : left > right ? 1 : 0;
+}

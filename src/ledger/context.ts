@@ -1,0 +1,43 @@
+import type { Database } from "../db/port.js";
+import { KnownAccounts } from "./known-accounts.js";
+
+/** The narrow logging surface the domain needs; pino's logger satisfies it. */
+export interface DomainLogger {
+  warn(object: Record<string, unknown>, message: string): void;
+}
+
+export interface CheckpointPolicy {
+  /** One write in this many refreshes its account's checkpoint. */
+  refresh_every: number;
+  /** A balance read that summed more delta rows than this refreshes the account. */
+  delta_max: number;
+  /** Uniform in [0, 1); injectable so a test can force or forbid refreshes. */
+  random: () => number;
+}
+
+/** Everything the ledger functions need, passed in rather than imported, so tests build their own. */
+export interface LedgerContext {
+  database: Database;
+  known_accounts: KnownAccounts;
+  checkpoint_policy: CheckpointPolicy;
+  logger: DomainLogger;
+}
+
+export function createLedgerContext(options: {
+  database: Database;
+  logger: DomainLogger;
+  refresh_every: number;
+  delta_max: number;
+  random?: () => number;
+}): LedgerContext {
+  return {
+    database: options.database,
+    known_accounts: new KnownAccounts(),
+    checkpoint_policy: {
+      refresh_every: options.refresh_every,
+      delta_max: options.delta_max,
+      random: options.random ?? Math.random,
+    },
+    logger: options.logger,
+  };
+}

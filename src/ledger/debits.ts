@@ -1,0 +1,60 @@
+import { TallyError } from "../errors.js";
+import { formatNanos, parseAmount } from "./amount.js";
+import { readBalances } from "./balances.js";
+import { maybeRefreshAfterWrite } from "./checkpoints.js";
+import type { LedgerContext } from "./context.js";
+import { requestHash, toEntry, type EntryRequest } from "./entry.js";
+import { ensureAccountsExist, findReplay, insertEntry, postEntry, type PostResult } from "./posting.js";
+
+/** Advisory-lock namespace (the first key of the two-key form) for strict debits. */
+const STRICT_DEBIT_LOCK_NAMESPACE = 1;
+
+/**
+ * A debit that must not overdraw: the one serialized write path. Under a transaction-level advisory lock on the
+ * account it reads a fresh balance and inserts only if the balance covers the amount. Strict debits serialize
+ * among themselves; usage posting never takes this lock, so it is never blocked (and may still overdraw, because
+ * usage is never refused: its cost was already incurred).
+ */
+export async function postStrictDebit(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
+  await ensureAccountsExist(context, [request.account_id]);
+  const hash = requestHash(request);
+  const parsed = parseAmount(request.amount);
+  if (!("nanos" in parsed)) throw new Error("postStrictDebit called with an unvalidated amount");
+  const result = await context.database.transaction(async (transaction) => {
+    await transaction.query("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", [
+      STRICT_DEBIT_LOCK_NAMESPACE,
+      request.account_id,
+    ]);
+    // A replay is answered before the balance check: the debit already happened, whatever the balance is now.
+    const replay = await findReplay(transaction, request, hash);
+    if (replay) return replay;
+    // Read after the lock, in its own statement: under READ COMMITTED its snapshot includes every strict debit
+    // that committed before this one got the lock.
+    const { found } = await readBalances(transaction, [request.account_id]);
+    const balance = found.get(request.account_id)?.nanos ?? 0n;
+    if (balance < parsed.nanos) {
+      throw new TallyError("insufficient_balance", `balance ${formatNanos(balance)} does not cover ${request.amount}`, {
+        account_id: request.account_id,
+        balance: formatNanos(balance),
+        amount: request.amount,
+        deficit: formatNanos(parsed.nanos - balance),
+      });
+    }
+    const inserted = await insertEntry(transaction, request, hash);
+    if (inserted) return { entry: toEntry(inserted), replayed: false };
+    // Only a lock-free post with the same key can have slipped in between; it has committed by now.
+    const raced = await findReplay(transaction, request, hash);
+    if (!raced) throw new Error("strict debit conflicted on the idempotency key but no row holds it");
+    return raced;
+  });
+  if (!result.replayed) await maybeRefreshAfterWrite(context, new Map([[request.account_id, 1]]));
+  return result;
+}
+
+export async function postDebit(
+  context: LedgerContext,
+  request: EntryRequest,
+  options: { allow_overdraft: boolean },
+): Promise<PostResult> {
+  return options.allow_overdraft ? postEntry(context, request) : postStrictDebit(context, request);
+}

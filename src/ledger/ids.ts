@@ -1,0 +1,18 @@
+import { randomBytes } from "node:crypto";
+
+/**
+ * A time-ordered UUID (version 7, RFC 9562): 48 bits of Unix milliseconds, then random bits. Generated here rather
+ * than in SQL because PostgreSQL 15 has no uuidv7(); a monotonic counter is not needed since `seq` orders entries.
+ */
+export function uuidv7(now_ms: number = Date.now()): string {
+  const bytes = randomBytes(16);
+  let time = BigInt(now_ms);
+  for (let index = 5; index >= 0; index--) {
+    bytes[index] = Number(time & 0xffn);
+    time >>= 8n;
+  }
+  bytes[6] = (bytes[6]! & 0x0f) | 0x70;
+  bytes[8] = (bytes[8]! & 0x3f) | 0x80;
+  const hex = bytes.toString("hex");
+  return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-${hex.slice(12, 16)}-${hex.slice(16, 20)}-${hex.slice(20)}`;
+}

@@ -1,0 +1,88 @@
+import type { Queryable } from "../db/port.js";
+import { TallyError } from "../errors.js";
+import { maybeRefreshAfterWrite } from "./checkpoints.js";
+import type { LedgerContext } from "./context.js";
+import {
+  ENTRY_COLUMNS,
+  deltaOf,
+  requestHash,
+  toEntry,
+  type Entry,
+  type EntryRequest,
+  type EntryRow,
+} from "./entry.js";
+import { uuidv7 } from "./ids.js";
+
+export interface PostResult {
+  entry: Entry;
+  /** True when the idempotency key had already been used for this same request: nothing new was written. */
+  replayed: boolean;
+}
+
+/**
+ * One INSERT: no row lock, no advisory lock, no balance read. A concurrent request with the same key waits on the
+ * unique index for the first to commit and then inserts nothing, so any number of identical requests make one row.
+ */
+const INSERT_SQL = `
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb)
+ON CONFLICT (account_id, idempotency_key) DO NOTHING
+RETURNING ${ENTRY_COLUMNS}`;
+
+const FIND_BY_KEY_SQL = `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND idempotency_key = $2`;
+
+export async function insertEntry(database: Queryable, request: EntryRequest, hash: string): Promise<EntryRow | undefined> {
+  const rows = await database.query<EntryRow>(INSERT_SQL, [
+    uuidv7(),
+    request.account_id,
+    request.type,
+    request.amount,
+    deltaOf(request.type, request.amount),
+    request.idempotency_key,
+    hash,
+    request.batch_id,
+    request.description,
+    request.metadata === null ? null : JSON.stringify(request.metadata),
+  ]);
+  return rows[0];
+}
+
+/**
+ * The entry already written under this key, as a replay, or a 409 if it was written for a different request.
+ * Rows are never deleted, so after a conflicting insert the row is always there to find; this runs as its own
+ * statement so that its snapshot includes the row the conflict waited for.
+ */
+export async function findReplay(database: Queryable, request: EntryRequest, hash: string): Promise<PostResult | undefined> {
+  const [existing] = await database.query<EntryRow>(FIND_BY_KEY_SQL, [request.account_id, request.idempotency_key]);
+  if (!existing) return undefined;
+  if (existing.request_hash !== hash) {
+    throw new TallyError(
+      "idempotency_key_reused",
+      `idempotency key ${JSON.stringify(request.idempotency_key)} was already used on account ${request.account_id} for a different request`,
+    );
+  }
+  return { entry: toEntry(existing), replayed: true };
+}
+
+export async function ensureAccountsExist(context: LedgerContext, account_ids: readonly string[]): Promise<void> {
+  const missing = await context.known_accounts.missing(context.database, account_ids);
+  if (missing.length > 0) {
+    throw new TallyError("account_not_found", `account ${missing.slice(0, 10).join(", ")} does not exist`, {
+      account_ids: missing.slice(0, 100),
+    });
+  }
+}
+
+/** Posts a usage row, a credit, or an overdraft-allowed debit: the lock-free path. */
+export async function postEntry(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
+  await ensureAccountsExist(context, [request.account_id]);
+  const hash = requestHash(request);
+  const inserted = await insertEntry(context.database, request, hash);
+  if (inserted) {
+    await maybeRefreshAfterWrite(context, new Map([[request.account_id, 1]]));
+    return { entry: toEntry(inserted), replayed: false };
+  }
+  const replay = await findReplay(context.database, request, hash);
+  if (!replay) throw new Error("insert conflicted on the idempotency key but no row holds it");
+  return replay;
+}
