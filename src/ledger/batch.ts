@@ -10,14 +10,15 @@ export const BATCH_ROWS_MAX = 10_000;
 
 /**
  * One multi-row INSERT. The rows travel as one array per column and are expanded by unnest(), so a batch of any
- * size is one prepared statement with ten parameters (the wire protocol allows at most 65,535 parameters, which a
- * VALUES list of 10,000 rows would exceed).
+ * size is one prepared statement with eight parameters (the wire protocol allows at most 65,535 parameters, which a
+ * VALUES list of 10,000 rows would exceed). Every array is sent as text[] and cast here, because postgres.js has
+ * no serializer for numeric[].
  */
 const INSERT_BATCH_SQL = `
 INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
-SELECT row.id, row.account_id, 'usage', row.amount, -row.amount, row.idempotency_key, row.request_hash,
-       row.batch_id, row.description, row.metadata::jsonb
-FROM unnest($1::uuid[], $2::text[], $3::numeric[], $4::text[], $5::text[], $6::uuid[], $7::text[], $8::text[])
+SELECT row.id::uuid, row.account_id, 'usage', row.amount::numeric, -(row.amount::numeric), row.idempotency_key,
+       row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
   AS row(id, account_id, amount, idempotency_key, request_hash, batch_id, description, metadata)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING account_id, idempotency_key`;
@@ -36,21 +37,18 @@ interface HashedRow {
 const identity = (account_id: string, idempotency_key: string) => JSON.stringify([account_id, idempotency_key]);
 
 /**
- * Drops exact repeats within the batch (they count as replayed) and refuses a key that appears twice with
- * different bodies, naming both rows.
+ * Drops exact repeats within the batch (the caller counts them as replayed) and refuses a key that appears twice
+ * with different bodies, naming both rows.
  */
-function distinctRows(requests: readonly EntryRequest[]): { rows: HashedRow[]; repeats: number } {
+function distinctRows(requests: readonly EntryRequest[]): HashedRow[] {
   const seen = new Map<string, HashedRow>();
-  let repeats = 0;
   requests.forEach((request, index) => {
     const hash = requestHash(request);
     const key = identity(request.account_id, request.idempotency_key);
     const earlier = seen.get(key);
     if (!earlier) {
       seen.set(key, { index, request, hash });
-    } else if (earlier.hash === hash) {
-      repeats++;
-    } else {
+    } else if (earlier.hash !== hash) {
       throw new TallyError(
         "idempotency_key_reused",
         `entries[${index}] reuses the idempotency key of entries[${earlier.index}] with a different body`,
@@ -58,7 +56,7 @@ function distinctRows(requests: readonly EntryRequest[]): { rows: HashedRow[]; r
       );
     }
   });
-  return { rows: [...seen.values()], repeats };
+  return [...seen.values()];
 }
 
 /**
@@ -69,7 +67,7 @@ export async function postUsageBatch(
   context: LedgerContext,
   requests: readonly EntryRequest[],
 ): Promise<{ inserted: number; replayed: number }> {
-  const { rows, repeats } = distinctRows(requests);
+  const rows = distinctRows(requests);
   await ensureAccountsExist(
     context,
     rows.map((row) => row.request.account_id),
