@@ -12,6 +12,7 @@ import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
+import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import type { LedgerContext } from "./ledger/context.js";
@@ -23,6 +24,7 @@ export interface AppDependencies {
   authenticators: Authenticators;
   logger: Logger;
   limits: { max_body_bytes: number; request_timeout_ms: number; cors_origins: string[] };
+  stream_limits?: StreamLimits;
 }
 
 /** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
@@ -59,6 +61,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", accountRoutes({ ledger: deps.ledger }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));
+  app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -45,6 +45,11 @@ export const configSchema = z
     LOG_LEVEL: z.enum(["fatal", "error", "warn", "info", "debug", "trace", "silent"]).default("info"),
     DATABASE_POOL_MAX: positiveInt(10, 200),
     MIGRATE_ON_START: booleanFlag(true),
+    NOTIFY_CHANNEL: z
+      .string()
+      .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
+      .default("tally_balance_restored"),
+    EVENT_RETENTION_DAYS: positiveInt(7, 3650),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -6,6 +6,7 @@ import { ConfigError, parseConfig } from "./config.js";
 import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/context.js";
+import { startEventMaintenance } from "./ledger/event-maintenance.js";
 import { createLogger } from "./logger.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
@@ -45,7 +46,9 @@ async function main(): Promise<void> {
     logger,
     refresh_every: config.CHECKPOINT_REFRESH_EVERY,
     delta_max: config.CHECKPOINT_DELTA_MAX,
+    notify_channel: config.NOTIFY_CHANNEL,
   });
+  const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
   const app = createApp({
     database,
     ledger,
@@ -83,6 +86,7 @@ async function main(): Promise<void> {
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
     server.close(async () => {
+      await maintenance.stop();
       await database.close();
       process.exit(0);
     });

@@ -30,6 +30,11 @@ export async function openEmbedded(options: { data_dir: string }): Promise<Datab
     async transaction<T>(work: (transaction: Queryable) => Promise<T>): Promise<T> {
       return client.transaction((transaction) => work(queryOn(transaction)));
     },
+    async listen(channel, on_notify, on_connect) {
+      const unsubscribe = await client.listen(channel, on_notify);
+      on_connect?.();
+      return unsubscribe;
+    },
     async close() {
       try {
         await client.close();

@@ -20,6 +20,12 @@ export interface Database extends Queryable {
   readonly orm: Orm;
   /** Runs `work` in one READ COMMITTED transaction; it commits when `work` resolves and rolls back if it throws. */
   transaction<T>(work: (transaction: Queryable) => Promise<T>): Promise<T>;
+  /**
+   * LISTENs on `channel` on a dedicated connection, calling `on_notify` with each payload; `on_connect` runs each
+   * time the listening connection is (re)established, so a caller can catch up on anything missed while it was
+   * down. Resolves to a function that stops listening.
+   */
+  listen(channel: string, on_notify: (payload: string) => void, on_connect?: () => void): Promise<() => Promise<void>>;
   close(): Promise<void>;
 }
 

@@ -38,6 +38,11 @@ export function connectPostgres(options: PostgresOptions): Database {
     async transaction<T>(work: (transaction: Queryable) => Promise<T>): Promise<T> {
       return (await sql.begin((transaction) => work(queryOn(transaction)))) as T;
     },
+    async listen(channel, on_notify, on_connect) {
+      // postgres.js keeps one extra connection for all listeners and re-LISTENs after a reconnect.
+      const subscription = await sql.listen(channel, on_notify, on_connect);
+      return () => subscription.unlisten();
+    },
     async close() {
       await sql.end({ timeout: 5 });
     },

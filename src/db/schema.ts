@@ -100,3 +100,45 @@ export const apiKeys = pgTable(
   },
   (table) => [check("api_keys_id_format", sql`${table.id} ~ '^[0-9a-f]{16}$'`)],
 );
+
+/** A set of transaction ids visible at one moment: xmin, xmax and the ids in progress. */
+const pgSnapshot = customType<{ data: string; driverData: string }>({
+  dataType: () => "pg_snapshot",
+});
+
+export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted"] as const;
+export type BalanceEventType = (typeof BALANCE_EVENT_TYPES)[number];
+
+/**
+ * What the zero-crossing evaluations of an account remember between runs (they run one at a time per account,
+ * under an advisory lock): the snapshot the last evaluation read, so the next one can sum exactly the credits that
+ * committed since, and the depleted marker, set when tally served an observation at or below zero and cleared, with
+ * a balance_restored event, by the first evaluation that finds the balance positive.
+ */
+export const balanceWatches = pgTable("balance_watches", {
+  accountId: text("account_id").primaryKey(),
+  evaluatedSnapshot: pgSnapshot("evaluated_snapshot").notNull(),
+  depletedSince: timestamp("depleted_since", { withTimezone: true, mode: "string" }),
+  updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+});
+
+/**
+ * The durable stream behind NOTIFY. Ids are handed out under a global advisory lock held until commit, so they
+ * commit in id order and a reader resuming after id N can never miss a smaller id that commits later.
+ */
+export const balanceEvents = pgTable(
+  "balance_events",
+  {
+    id: bigint("id", { mode: "bigint" }).generatedAlwaysAsIdentity(),
+    accountId: text("account_id").notNull(),
+    type: text("type", { enum: BALANCE_EVENT_TYPES }).notNull(),
+    balance: numeric("balance").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+  },
+  (table) => [
+    primaryKey({ name: "balance_events_pkey", columns: [table.accountId, table.id] }),
+    index("balance_events_id").on(table.id),
+    index("balance_events_created_at").on(table.createdAt),
+    check("balance_events_type_known", sql`${table.type} IN ('balance_restored', 'balance_depleted')`),
+  ],
+);

@@ -11,7 +11,8 @@ export interface Authenticators {
   admin_key: string | undefined;
 }
 
-const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/;
+// The scheme name is case-insensitive (RFC 9110, section 11.1).
+const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/i;
 
 /** Resolves the caller from `Authorization: Bearer …`: the admin key, a service key (`tk_…`) or an end-user JWT. */
 export function authenticate(authenticators: Authenticators): MiddlewareHandler<AppEnv> {

@@ -34,6 +34,9 @@ export function problemResponse(c: Context, code: ErrorCode, detail: string, ext
   });
 }
 
+/** Every route that takes a JSON body can answer these. */
+export const BODY_ERRORS = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"] as const;
+
 /** Every route can answer these. */
 const ALWAYS: ErrorCode[] = ["internal_error", "service_unavailable", "request_timeout"];
 

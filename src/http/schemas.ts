@@ -49,7 +49,29 @@ export const IdempotencyKeySchema = z
   .regex(/^[\x21-\x7e]+$/, "must be printable ASCII without spaces")
   .openapi({ example: "req_01J9ZP3K6X" });
 
-export const DescriptionSchema = z.string().max(LIMITS.description_length_max);
+/**
+ * PostgreSQL text and jsonb cannot hold U+0000, and a lone UTF-16 surrogate would be stored as U+FFFD: both are
+ * refused here rather than failing (or silently changing) at insert.
+ */
+function storableText(value: string): boolean {
+  return !value.includes("\u0000") && value.isWellFormed();
+}
+const STORABLE_TEXT_MESSAGE = "must not contain U+0000 or unpaired surrogates";
+
+/** Every key and string value, at any depth, is storable text. Depth is already bounded by the byte limit. */
+function storableJson(value: unknown): boolean {
+  if (typeof value === "string") return storableText(value);
+  if (Array.isArray(value)) return value.every(storableJson);
+  if (value !== null && typeof value === "object") {
+    return Object.entries(value).every(([key, inner]) => storableText(key) && storableJson(inner));
+  }
+  return true;
+}
+
+export const DescriptionSchema = z
+  .string()
+  .max(LIMITS.description_length_max)
+  .refine(storableText, STORABLE_TEXT_MESSAGE);
 
 export const MetadataSchema = z
   .record(z.string().max(128), z.unknown())
@@ -59,6 +81,7 @@ export const MetadataSchema = z
   .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.metadata_bytes_max, {
     message: `must serialize to at most ${LIMITS.metadata_bytes_max} bytes of JSON`,
   })
+  .refine(storableJson, { message: STORABLE_TEXT_MESSAGE })
   .openapi({ description: "Free-form JSON object, at most 4096 bytes.", example: { model: "gpt-x", tokens: 812 } });
 
 export const EntryTypeSchema = z.enum(ENTRY_TYPES);

@@ -62,9 +62,11 @@ export async function listAccounts(
     .orderBy(asc(accounts.id))
     .limit(page.limit + 1);
   const pageRows = rows.slice(0, page.limit);
+  // An admin listing, not an observation a gateway acts on: no depletion markers from here.
   const { balances } = await getBalances(
     context,
     pageRows.map((row) => row.id),
+    { observe: false },
   );
   return {
     accounts: pageRows.map((row) => ({ ...toAccount(row), balance: formatNanos(balances.get(row.id) ?? 0n) })),

@@ -3,6 +3,7 @@ import { TallyError } from "../errors.js";
 import { formatNanos, numericToNanos } from "./amount.js";
 import { refreshQuietly } from "./checkpoints.js";
 import type { LedgerContext } from "./context.js";
+import { observeAtOrBelowZero } from "./crossings.js";
 
 /** The most accounts one bulk balance query may ask for. */
 export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
@@ -57,15 +58,25 @@ export async function readBalances(
 /**
  * Balances for up to BULK_BALANCE_ACCOUNTS_MAX accounts in one query. Accounts whose delta has grown past
  * CHECKPOINT_DELTA_MAX rows are refreshed afterwards, so the next read is cheap again.
+ *
+ * Every balance at or below zero is an observation a gateway may block on, so it is registered (see
+ * crossings.ts) before it is returned; `observe: false` is for admin listings that no gateway acts on.
  */
 export async function getBalances(
   context: LedgerContext,
   account_ids: readonly string[],
+  options: { observe: boolean } = { observe: true },
 ): Promise<{ balances: Map<string, bigint>; missing: string[] }> {
   const { found, missing } = await readBalances(context.database, account_ids);
   const overgrown = [...found].filter(([, balance]) => balance.delta_rows > context.checkpoint_policy.delta_max);
   if (overgrown.length > 0) await refreshQuietly(context, overgrown.map(([id]) => id));
   for (const id of found.keys()) context.known_accounts.remember(id);
+  if (options.observe) {
+    await observeAtOrBelowZero(
+      context,
+      [...found].filter(([, balance]) => balance.nanos <= 0n).map(([id]) => id),
+    );
+  }
   return { balances: new Map([...found].map(([id, balance]) => [id, balance.nanos])), missing };
 }
 

@@ -1,8 +1,10 @@
 import type { Database } from "../db/port.js";
+import { EventHub } from "./event-hub.js";
 import { KnownAccounts } from "./known-accounts.js";
 
 /** The narrow logging surface the domain needs; pino's logger satisfies it. */
 export interface DomainLogger {
+  info(object: Record<string, unknown>, message: string): void;
   warn(object: Record<string, unknown>, message: string): void;
 }
 
@@ -15,12 +17,15 @@ export interface CheckpointPolicy {
   random: () => number;
 }
 
+export const DEFAULT_NOTIFY_CHANNEL = "tally_balance_restored";
+
 /** Everything the ledger functions need, passed in rather than imported, so tests build their own. */
 export interface LedgerContext {
   database: Database;
   known_accounts: KnownAccounts;
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
+  events: { notify_channel: string; hub: EventHub };
 }
 
 export function createLedgerContext(options: {
@@ -29,6 +34,7 @@ export function createLedgerContext(options: {
   refresh_every: number;
   delta_max: number;
   random?: () => number;
+  notify_channel?: string;
 }): LedgerContext {
   return {
     database: options.database,
@@ -39,5 +45,6 @@ export function createLedgerContext(options: {
       random: options.random ?? Math.random,
     },
     logger: options.logger,
+    events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
   };
 }

@@ -3,6 +3,7 @@ import { formatNanos, parseAmount } from "./amount.js";
 import { readBalances } from "./balances.js";
 import { maybeRefreshAfterWrite } from "./checkpoints.js";
 import type { LedgerContext } from "./context.js";
+import { observeAtOrBelowZero } from "./crossings.js";
 import { requestHash, toEntry, type EntryRequest } from "./entry.js";
 import { ensureAccountsExist, findReplay, insertEntry, postEntry, type PostResult } from "./posting.js";
 
@@ -20,6 +21,7 @@ export async function postStrictDebit(context: LedgerContext, request: EntryRequ
   const hash = requestHash(request);
   const parsed = parseAmount(request.amount);
   if (!("nanos" in parsed)) throw new Error("postStrictDebit called with an unvalidated amount");
+  let refusedAtOrBelowZero = false;
   const result = await context.database.transaction(async (transaction) => {
     await transaction.query("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", [
       STRICT_DEBIT_LOCK_NAMESPACE,
@@ -33,6 +35,7 @@ export async function postStrictDebit(context: LedgerContext, request: EntryRequ
     const { found } = await readBalances(transaction, [request.account_id]);
     const balance = found.get(request.account_id)?.nanos ?? 0n;
     if (balance < parsed.nanos) {
+      refusedAtOrBelowZero = balance <= 0n;
       throw new TallyError("insufficient_balance", `balance ${formatNanos(balance)} does not cover ${request.amount}`, {
         account_id: request.account_id,
         balance: formatNanos(balance),
@@ -46,6 +49,10 @@ export async function postStrictDebit(context: LedgerContext, request: EntryRequ
     const raced = await findReplay(transaction, request, hash);
     if (!raced) throw new Error("strict debit conflicted on the idempotency key but no row holds it");
     return raced;
+  }).catch(async (error: unknown) => {
+    // A refusal at or below zero is an observation a gateway may block on (see crossings.ts).
+    if (refusedAtOrBelowZero) await observeAtOrBelowZero(context, [request.account_id]);
+    throw error;
   });
   if (!result.replayed) await maybeRefreshAfterWrite(context, new Map([[request.account_id, 1]]));
   return result;

@@ -5,7 +5,7 @@ import { formatNanos } from "../../ledger/amount.js";
 import type { LedgerContext } from "../../ledger/context.js";
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
-import { errorResponses } from "../problem.js";
+import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import {
   AccountIdParamsSchema,
@@ -39,7 +39,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         responses: {
           201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
           200: { description: "Already existed; returned unchanged", content: { "application/json": { schema: AccountSchema } } },
-          ...errorResponses("validation_failed", "invalid_json", "payload_too_large", ...AUTH_ERRORS),
+          ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS),
         },
       }),
       async (c) => {
@@ -127,7 +127,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         responses: {
           201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
           200: { description: "Already existed", content: { "application/json": { schema: AccountSchema } } },
-          ...errorResponses("validation_failed", "invalid_json", ...AUTH_ERRORS),
+          ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS),
         },
       }),
       async (c) => {

@@ -3,7 +3,7 @@ import { formatNanos } from "../../ledger/amount.js";
 import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances.js";
 import type { LedgerContext } from "../../ledger/context.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
-import { errorResponses } from "../problem.js";
+import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import { AccountIdSchema, AmountSchema, BalanceSchema, amountNanos } from "../schemas.js";
 
@@ -65,7 +65,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         request: { body: json(BulkQuerySchema) },
         responses: {
           200: { description: "Balances in request order", content: { "application/json": { schema: BulkResultSchema } } },
-          ...errorResponses("validation_failed", "invalid_json", "payload_too_large", ...AUTH_ERRORS),
+          ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS),
         },
       }),
       async (c) => {
@@ -93,7 +93,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         request: { body: json(CheckSchema) },
         responses: {
           200: { description: "The check", content: { "application/json": { schema: CheckResultSchema } } },
-          ...errorResponses("validation_failed", "invalid_json", "account_not_found", ...AUTH_ERRORS),
+          ...errorResponses(...BODY_ERRORS, "account_not_found", ...AUTH_ERRORS),
         },
       }),
       async (c) => {

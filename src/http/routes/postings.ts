@@ -2,13 +2,14 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
 import { BATCH_ROWS_MAX, postUsageBatch } from "../../ledger/batch.js";
 import type { LedgerContext } from "../../ledger/context.js";
+import { postCredit } from "../../ledger/credits.js";
 import { postDebit } from "../../ledger/debits.js";
 import type { EntryRequest } from "../../ledger/entry.js";
 import { postEntry, type PostResult } from "../../ledger/posting.js";
 import type { EntryType } from "../../db/schema.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
-import { errorResponses } from "../problem.js";
+import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import {
   AccountIdSchema,
@@ -25,9 +26,7 @@ import {
 const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
 const security = [{ bearer: [] }];
 const WRITE_ERRORS = [
-  "validation_failed",
-  "invalid_json",
-  "payload_too_large",
+  ...BODY_ERRORS,
   "unauthorized",
   "forbidden",
   "account_not_found",
@@ -154,7 +153,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const body = c.req.valid("json");
         authorizeAccounts(c, [body.account_id]);
-        return respond(c, await postEntry(ledger, toRequest(body.type, body)));
+        return respond(c, await postCredit(ledger, toRequest(body.type, body)));
       },
     )
     .openapi(

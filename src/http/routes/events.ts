@@ -1,0 +1,100 @@
+import { createRoute, z } from "@hono/zod-openapi";
+import { streamSSE } from "hono/streaming";
+import type { LedgerContext } from "../../ledger/context.js";
+import type { BalanceEvent } from "../../ledger/crossings.js";
+import { EVENTS_PAGE_MAX, latestEventId, listEventsAfter } from "../../ledger/events.js";
+import { TallyError } from "../../errors.js";
+import { requireServiceScope } from "../auth.js";
+import { errorResponses } from "../problem.js";
+import { createRouter } from "../router.js";
+
+export interface StreamLimits {
+  /** Comment lines at this interval keep proxies from closing an idle stream. */
+  heartbeat_ms: number;
+  /** Catch-up reads at this interval even without a wake-up (events from processes that did not NOTIFY). */
+  poll_ms: number;
+  /** A stream ends after this long; the client reconnects with Last-Event-ID and loses nothing. */
+  stream_max_ms: number;
+  /** Concurrent streams per process. */
+  streams_max: number;
+}
+
+export const DEFAULT_STREAM_LIMITS: StreamLimits = {
+  heartbeat_ms: 15_000,
+  poll_ms: 1_000,
+  stream_max_ms: 60 * 60 * 1000,
+  streams_max: 256,
+};
+
+const EventIdSchema = z.string().regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id");
+
+export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits }) {
+  const { ledger } = deps;
+  const limits = deps.limits ?? DEFAULT_STREAM_LIMITS;
+  let open = 0;
+  return createRouter().openapi(
+    createRoute({
+      method: "get",
+      path: "/v1/events",
+      summary: "Server-Sent Events stream of balance_restored and balance_depleted events",
+      description:
+        "Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=<id>`; without either, " +
+        "the stream starts with new events only. Use `?after=0` to replay everything still retained. Each event has " +
+        "`id`, `event` (its type) and `data` (JSON: id, type, account_id, balance, time). Heartbeat comments are sent " +
+        "every 15 s; a stream ends after an hour, and the client reconnects with Last-Event-ID.",
+      tags: ["events"],
+      security: [{ bearer: [] }],
+      middleware: [requireServiceScope("events:read")] as const,
+      request: {
+        query: z.strictObject({ after: EventIdSchema.optional().openapi({ param: { name: "after", in: "query" } }) }),
+        headers: z.object({ "last-event-id": EventIdSchema.optional() }),
+      },
+      responses: {
+        200: { description: "The event stream", content: { "text/event-stream": { schema: z.string() } } },
+        ...errorResponses("validation_failed", "unauthorized", "forbidden"),
+      },
+    }),
+    async (c) => {
+      const { after } = c.req.valid("query");
+      const resumeFrom = c.req.valid("header")["last-event-id"] ?? after;
+      if (open >= limits.streams_max) {
+        throw new TallyError("service_unavailable", `this process already serves ${limits.streams_max} event streams`);
+      }
+      let cursor = resumeFrom ?? (await latestEventId(ledger.database));
+      open++;
+      return streamSSE(c, async (stream) => {
+        let wake: (() => void) | undefined;
+        const unsubscribe = ledger.events.hub.subscribe(() => wake?.());
+        stream.onAbort(() => wake?.());
+        const deadline = Date.now() + limits.stream_max_ms;
+        let lastWrite = Date.now();
+        try {
+          while (!stream.aborted && !stream.closed && Date.now() < deadline) {
+            const events: BalanceEvent[] = await listEventsAfter(ledger.database, cursor, EVENTS_PAGE_MAX);
+            for (const event of events) {
+              await stream.writeSSE({ id: event.id, event: event.type, data: JSON.stringify(event) });
+              cursor = event.id;
+              lastWrite = Date.now();
+            }
+            if (events.length === EVENTS_PAGE_MAX) continue;
+            if (Date.now() - lastWrite >= limits.heartbeat_ms) {
+              await stream.write(": heartbeat\n\n");
+              lastWrite = Date.now();
+            }
+            await new Promise<void>((resolve) => {
+              const timer = setTimeout(resolve, Math.min(limits.poll_ms, limits.heartbeat_ms));
+              wake = () => {
+                clearTimeout(timer);
+                resolve();
+              };
+            });
+            wake = undefined;
+          }
+        } finally {
+          unsubscribe();
+          open--;
+        }
+      });
+    },
+  );
+}
