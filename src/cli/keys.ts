@@ -45,8 +45,9 @@ async function main(): Promise<void> {
       );
     } else if (command === "list") {
       for (const key of await listServiceKeys(database.orm)) {
-        const state = key.revoked_at ? `revoked ${key.revoked_at}` : "active";
-        process.stdout.write(`${key.id}  ${key.name}  [${key.scopes.join(",")}]  created ${key.created_at}  ${state}\n`);
+        const iso = (time: string) => new Date(time).toISOString();
+        const state = key.revoked_at ? `revoked ${iso(key.revoked_at)}` : "active";
+        process.stdout.write(`${key.id}  ${key.name}  [${key.scopes.join(",")}]  created ${iso(key.created_at)}  ${state}\n`);
       }
     } else {
       const revoked = await revokeServiceKey(database.orm, rest[0]!);

@@ -28,7 +28,10 @@ export async function openEmbedded(options: { data_dir: string }): Promise<Datab
     orm: drizzle(client, { schema }) as unknown as Orm,
     ...queryOn(client),
     async transaction<T>(work: (transaction: Queryable) => Promise<T>): Promise<T> {
-      return client.transaction((transaction) => work(queryOn(transaction)));
+      return client.transaction(async (transaction) => {
+        await transaction.query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED");
+        return work(queryOn(transaction));
+      });
     },
     async listen(channel, on_notify, on_connect) {
       const unsubscribe = await client.listen(channel, on_notify);

@@ -36,7 +36,9 @@ export function connectPostgres(options: PostgresOptions): Database {
     orm: drizzle(sql, { schema }) as unknown as Orm,
     ...queryOn(sql),
     async transaction<T>(work: (transaction: Queryable) => Promise<T>): Promise<T> {
-      return (await sql.begin((transaction) => work(queryOn(transaction)))) as T;
+      // Pinned, whatever the server's default: strict debits and crossing evaluations take a lock and then read in
+      // a new statement, which sees everything committed before the lock only under READ COMMITTED.
+      return (await sql.begin("isolation level read committed", (transaction) => work(queryOn(transaction)))) as T;
     },
     async listen(channel, on_notify, on_connect) {
       // postgres.js keeps one extra connection for all listeners and re-LISTENs after a reconnect.

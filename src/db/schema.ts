@@ -18,7 +18,7 @@ import {
  * The storage model. Every unique index leads with the account id so that the tables can later be distributed by
  * account. There is deliberately no foreign key from entries to accounts: each insert would take FOR KEY SHARE on
  * the account row, and on a hot account those locks pile up as MultiXacts. The application checks that an
- * account exists instead (see src/ledger/accounts.ts).
+ * account exists instead (see src/ledger/known-accounts.ts).
  */
 
 /** PostgreSQL's 64-bit transaction id; it never wraps around, so it orders transactions for good. */

@@ -30,7 +30,7 @@ export function problemResponse(c: Context, code: ErrorCode, detail: string, ext
   const body = problemBody(code, detail, { ...extensions, ...(requestId ? { request_id: requestId } : {}) });
   return new Response(JSON.stringify(body), {
     status: body.status,
-    headers: { "content-type": PROBLEM_MEDIA_TYPE },
+    headers: { "content-type": PROBLEM_MEDIA_TYPE, ...(requestId ? { "x-request-id": requestId } : {}) },
   });
 }
 
