@@ -14,6 +14,7 @@ import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
+import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import type { LedgerContext } from "./ledger/context.js";
 import type { Logger } from "./logger.js";
@@ -61,6 +62,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", accountRoutes({ ledger: deps.ledger }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));
+  app.route("/", historyRoutes({ ledger: deps.ledger }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -67,6 +67,14 @@ export const entries = pgTable(
     // The delta read of a balance: the account's rows at or above the checkpoint's transaction-id boundary.
     index("entries_account_xid").on(table.accountId, table.xid),
     index("entries_id").on(table.id),
+    // History: single entries newest first, and one batch's rows (to recompute a batch that grew during a walk).
+    // Partial, so each insert maintains only one of the two.
+    index("entries_account_unbatched_seq")
+      .on(table.accountId, table.seq)
+      .where(sql`${table.batchId} IS NULL`),
+    index("entries_account_batch_seq")
+      .on(table.accountId, table.batchId, table.seq)
+      .where(sql`${table.batchId} IS NOT NULL`),
     check("entries_type_known", sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal')`),
     check("entries_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(
@@ -142,3 +150,36 @@ export const balanceEvents = pgTable(
     check("balance_events_type_known", sql`${table.type} IN ('balance_restored', 'balance_depleted')`),
   ],
 );
+
+/**
+ * Lazy roll-up of batched usage rows, one row per (account, batch). The ledger rows themselves are never touched:
+ * a per-account boundary (a transaction id, as for balance checkpoints) says which rows are folded in. `max_xid`
+ * is the largest inserting transaction id folded into the aggregate, so a history walk pinned to an earlier
+ * horizon can tell that an aggregate has grown since, and recompute that one batch from its rows.
+ */
+export const batchAggregates = pgTable(
+  "batch_aggregates",
+  {
+    accountId: text("account_id").notNull(),
+    batchId: uuid("batch_id").notNull(),
+    amountTotal: numeric("amount_total").notNull(),
+    deltaTotal: numeric("delta_total").notNull(),
+    rowCount: bigint("row_count", { mode: "bigint" }).notNull(),
+    firstSeq: bigint("first_seq", { mode: "bigint" }).notNull(),
+    lastSeq: bigint("last_seq", { mode: "bigint" }).notNull(),
+    firstAt: timestamp("first_at", { withTimezone: true, mode: "string" }).notNull(),
+    lastAt: timestamp("last_at", { withTimezone: true, mode: "string" }).notNull(),
+    maxXid: xid8("max_xid").notNull(),
+  },
+  (table) => [
+    primaryKey({ name: "batch_aggregates_pkey", columns: [table.accountId, table.batchId] }),
+    index("batch_aggregates_account_last_seq").on(table.accountId, table.lastSeq),
+    index("batch_aggregates_account_max_xid").on(table.accountId, table.maxXid),
+  ],
+);
+
+export const rollupBoundaries = pgTable("rollup_boundaries", {
+  accountId: text("account_id").primaryKey(),
+  xidBoundary: xid8("xid_boundary").notNull(),
+  updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+});

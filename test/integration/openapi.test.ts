@@ -17,6 +17,11 @@ const PATHS = [
   "/v1/accounts/{id}",
   "/v1/me",
   "/v1/events",
+  "/v1/accounts/{id}/entries",
+  "/v1/me/entries",
+  "/v1/entries",
+  "/v1/entries/{entry_id}",
+  "/v1/accounts/{id}/stats",
   "/health",
   "/ready",
 ];
@@ -76,7 +81,8 @@ describe("GET /openapi.json", () => {
       new Set([
         "post /v1/usage", "post /v1/usage/batch", "post /v1/credits", "post /v1/debits", "get /v1/balances/{account_id}",
         "post /v1/balances/query", "post /v1/balances/check", "get /v1/accounts", "post /v1/accounts", "get /v1/accounts/{id}",
-        "get /v1/me", "post /v1/me", "get /v1/events", "get /health", "get /ready",
+        "get /v1/me", "post /v1/me", "get /v1/events", "get /v1/accounts/{id}/entries", "get /v1/me/entries",
+        "get /v1/entries", "get /v1/entries/{entry_id}", "get /v1/accounts/{id}/stats", "get /health", "get /ready",
       ]),
     );
   });
@@ -95,7 +101,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(13);
+    expect(v1().length).toBe(18);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }

@@ -1,0 +1,183 @@
+/**
+ * SQL for grouped and ungrouped history. Every query reads the account as of one snapshot `$2` (a pg_snapshot, the
+ * one the walk's first page was read in): exactly the rows whose inserting transaction is visible in it. That set
+ * never changes, so a walk across pages sees fixed items, fixed positions and fixed totals, whatever is posted
+ * meanwhile: no item is repeated or skipped.
+ *
+ * Parameters, shared by every statement here:
+ *   $1 account id, $2 snapshot, $3 position bound (bigint or NULL), $4 row limit (bigint or NULL),
+ *   $5 types (text[] or NULL), $6 ILIKE pattern (text or NULL), $7 from, $8 to (timestamptz or NULL).
+ *
+ * An item's position is the seq of its last row (for a single entry, its own seq); items are listed by position,
+ * newest first. Positions are unique: every row belongs to exactly one item.
+ */
+
+const SINGLE_FILTERS = `
+  AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))
+  AND ($6::text IS NULL OR e.description ILIKE $6::text ESCAPE '\\')
+  AND ($7::timestamptz IS NULL OR e.created_at >= $7::timestamptz)
+  AND ($8::timestamptz IS NULL OR e.created_at <= $8::timestamptz)`;
+
+/** A batch is usage with no description of its own; it is placed in time by its last row. */
+const BATCH_FILTERS = (alias: string) => `
+  AND ($5::text[] IS NULL OR 'usage' = ANY($5::text[]))
+  AND $6::text IS NULL
+  AND ($7::timestamptz IS NULL OR ${alias}.last_at >= $7::timestamptz)
+  AND ($8::timestamptz IS NULL OR ${alias}.last_at <= $8::timestamptz)`;
+
+export type Bound = "below" | "above";
+
+function positionBound(column: string, bound: Bound): string {
+  return bound === "below" ? `($3::bigint IS NULL OR ${column} < $3::bigint)` : `${column} > $3::bigint`;
+}
+
+/**
+ * CTEs ending in `batch_items`: the account's batches as of the snapshot, filtered and bounded by position.
+ * - clean: aggregates that fold only rows older than the snapshot (max_xid below its xmin), read in index order and
+ *   pre-limited, so a page costs O(page) however many batches the account has;
+ * - unfolded: batched rows not yet rolled up, grouped on the fly and merged with their aggregate;
+ * - recomputed: aggregates that have folded rows newer than the snapshot (a batch that grew during the walk),
+ *   recomputed from their rows as of the snapshot. Rare, and only ever the batches that grew.
+ */
+export function batchItemsCte(bound: Bound, limited: boolean): string {
+  const limit = limited ? "LIMIT $4::bigint" : "";
+  return `
+rollup AS (
+  SELECT COALESCE((SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1), '0'::xid8) AS boundary
+), touched AS (
+  SELECT a.batch_id FROM batch_aggregates a
+  WHERE a.account_id = $1 AND a.max_xid >= pg_snapshot_xmin($2::pg_snapshot)
+), unfolded AS (
+  SELECT e.batch_id, SUM(e.amount) AS amount_total, SUM(e.delta) AS delta_total, COUNT(*) AS row_count,
+         MIN(e.seq) AS first_seq, MAX(e.seq) AS last_seq, MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at
+  FROM entries e
+  WHERE e.account_id = $1 AND e.batch_id IS NOT NULL
+    AND e.xid >= (SELECT boundary FROM rollup) AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
+    AND e.batch_id NOT IN (SELECT batch_id FROM touched)
+  GROUP BY e.batch_id
+), clean AS (
+  SELECT a.batch_id, a.amount_total, a.delta_total, a.row_count, a.first_seq, a.last_seq, a.first_at, a.last_at
+  FROM batch_aggregates a
+  WHERE a.account_id = $1 AND a.max_xid < pg_snapshot_xmin($2::pg_snapshot) AND ${positionBound("a.last_seq", bound)}
+    ${BATCH_FILTERS("a")}
+  ORDER BY a.last_seq DESC ${limit}
+), recomputed AS (
+  SELECT e.batch_id, SUM(e.amount) AS amount_total, SUM(e.delta) AS delta_total, COUNT(*) AS row_count,
+         MIN(e.seq) AS first_seq, MAX(e.seq) AS last_seq, MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at
+  FROM entries e
+  WHERE e.account_id = $1 AND e.batch_id IN (SELECT batch_id FROM touched)
+    AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
+  GROUP BY e.batch_id
+), batch_parts AS (
+  SELECT * FROM clean WHERE batch_id NOT IN (SELECT batch_id FROM unfolded)
+  UNION ALL
+  SELECT u.batch_id, COALESCE(a.amount_total, 0) + u.amount_total, COALESCE(a.delta_total, 0) + u.delta_total,
+         COALESCE(a.row_count, 0) + u.row_count, LEAST(a.first_seq, u.first_seq), GREATEST(a.last_seq, u.last_seq),
+         LEAST(a.first_at, u.first_at), GREATEST(a.last_at, u.last_at)
+  FROM unfolded u
+  LEFT JOIN batch_aggregates a ON a.account_id = $1 AND a.batch_id = u.batch_id
+  UNION ALL
+  SELECT * FROM recomputed
+), batch_items AS (
+  SELECT * FROM batch_parts p
+  WHERE ${positionBound("p.last_seq", bound)} ${BATCH_FILTERS("p")}
+  ${limited ? `ORDER BY p.last_seq DESC ${limit}` : ""}
+)`;
+}
+
+const ITEM_COLUMNS = `position::text AS position, id, type, amount::text AS amount, delta::text AS delta,
+  idempotency_key, batch_id, description, metadata, row_count::text AS row_count, first_at, last_at`;
+
+/** One page of grouped items below the position bound, newest first, and the snapshot it was read in. */
+export const GROUPED_PAGE_SQL = `
+WITH ${batchItemsCte("below", true)},
+singles AS (
+  SELECT e.seq AS position, e.id::text AS id, e.type, e.amount, e.delta, e.idempotency_key, NULL::text AS batch_id,
+         e.description, e.metadata, 1::bigint AS row_count, e.created_at AS first_at, e.created_at AS last_at
+  FROM entries e
+  WHERE e.account_id = $1 AND e.batch_id IS NULL AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
+    AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
+  ORDER BY e.seq DESC LIMIT $4::bigint
+), batches AS (
+  SELECT b.last_seq AS position, b.batch_id::text AS id, 'usage'::text AS type, b.amount_total AS amount,
+         b.delta_total AS delta, NULL::text AS idempotency_key, b.batch_id::text AS batch_id, NULL::text AS description,
+         NULL::jsonb AS metadata, b.row_count, b.first_at, b.last_at
+  FROM batch_items b
+)
+SELECT ${ITEM_COLUMNS} FROM (SELECT * FROM singles UNION ALL SELECT * FROM batches) AS items
+ORDER BY position DESC LIMIT $4::bigint`;
+
+/** One page of single entries (batched rows included, one by one) below the position bound. */
+export const UNGROUPED_PAGE_SQL = `
+SELECT e.seq::text AS position, e.id::text AS id, e.type, e.amount::text AS amount, e.delta::text AS delta,
+       e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, '1' AS row_count,
+       e.created_at AS first_at, e.created_at AS last_at
+FROM entries e
+WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
+  AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
+ORDER BY e.seq DESC LIMIT $4::bigint`;
+
+/** How many items match, and the sum of their deltas, among items above the position bound (or all of them). */
+export function groupedTotalsSql(bound: Bound | "all"): string {
+  const singleBound = bound === "all" ? "" : `AND ${positionBound("e.seq", bound)}`;
+  return `
+WITH ${batchItemsCte(bound === "all" ? "below" : bound, false)}
+SELECT
+  ((SELECT COUNT(*) FROM entries e WHERE e.account_id = $1 AND e.batch_id IS NULL
+      AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${singleBound} ${SINGLE_FILTERS})
+   + (SELECT COUNT(*) FROM batch_items))::text AS item_count,
+  (COALESCE((SELECT SUM(e.delta) FROM entries e WHERE e.account_id = $1 AND e.batch_id IS NULL
+      AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${singleBound} ${SINGLE_FILTERS}), 0)
+   + COALESCE((SELECT SUM(delta_total) FROM batch_items), 0))::text AS delta_sum,
+  -- Rows rather than items: what an ungrouped listing counts, from the aggregates instead of every row.
+  ((SELECT COUNT(*) FROM entries e WHERE e.account_id = $1 AND e.batch_id IS NULL
+      AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${singleBound} ${SINGLE_FILTERS})
+   + COALESCE((SELECT SUM(row_count) FROM batch_items), 0))::text AS row_count,
+  -- Unused here, but the parameter list is shared and every parameter needs a type.
+  $4::bigint AS unused_limit`;
+}
+
+export function ungroupedTotalsSql(bound: Bound | "all"): string {
+  const singleBound = bound === "all" ? "" : `AND ${positionBound("e.seq", bound)}`;
+  return `
+SELECT COUNT(*)::text AS item_count, COALESCE(SUM(e.delta), 0)::text AS delta_sum,
+       -- Unused when counting everything, but the parameter list is shared and every parameter needs a type.
+       $3::bigint AS unused_position, $4::bigint AS unused_limit
+FROM entries e
+WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${singleBound} ${SINGLE_FILTERS}`;
+}
+
+/**
+ * What became visible after the snapshot: subtracted from the current balance, it gives the balance as of the
+ * snapshot. Only rows at or above the snapshot's xmin can be invisible to it, so this reads just those.
+ */
+export const DELTA_AFTER_SNAPSHOT_SQL = `
+SELECT COALESCE(SUM(delta), 0)::text AS delta_sum
+FROM entries
+WHERE account_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)`;
+
+/**
+ * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page
+ * costs O(page)). Grouping is per account and is not offered here. Parameters: $1 snapshot, $2 id bound (uuid or
+ * NULL), $3 limit, $4 types, $5 ILIKE pattern, $6 from, $7 to.
+ */
+export const ALL_ENTRIES_PAGE_SQL = `
+SELECT e.id::text AS position, e.id::text AS id, e.account_id, e.type, e.amount::text AS amount, e.delta::text AS delta,
+       e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, e.created_at
+FROM entries e
+WHERE pg_visible_in_snapshot(e.xid, $1::pg_snapshot)
+  AND ($2::uuid IS NULL OR e.id < $2::uuid)
+  AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+  AND ($5::text IS NULL OR e.description ILIKE $5::text ESCAPE '\\')
+  AND ($6::timestamptz IS NULL OR e.created_at >= $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR e.created_at <= $7::timestamptz)
+ORDER BY e.id DESC LIMIT $3::bigint`;
+
+export const ALL_ENTRIES_COUNT_SQL = `
+SELECT COUNT(*)::text AS item_count, $2::uuid AS unused_bound, $3::bigint AS unused_limit
+FROM entries e
+WHERE pg_visible_in_snapshot(e.xid, $1::pg_snapshot)
+  AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
+  AND ($5::text IS NULL OR e.description ILIKE $5::text ESCAPE '\\')
+  AND ($6::timestamptz IS NULL OR e.created_at >= $6::timestamptz)
+  AND ($7::timestamptz IS NULL OR e.created_at <= $7::timestamptz)`;

@@ -1,0 +1,219 @@
+import type { EntryType } from "../db/schema.js";
+import { canonicalNumeric, formatNanos, numericToNanos } from "./amount.js";
+import type { LedgerContext } from "./context.js";
+import { readBalances } from "./balances.js";
+import { refreshQuietly } from "./checkpoints.js";
+import {
+  DELTA_AFTER_SNAPSHOT_SQL,
+  GROUPED_PAGE_SQL,
+  UNGROUPED_PAGE_SQL,
+  groupedTotalsSql,
+  ungroupedTotalsSql,
+} from "./history-sql.js";
+import { rollUpBatches } from "./rollup.js";
+
+export const HISTORY_PAGE_SIZE_MAX = 500;
+export const HISTORY_OFFSET_MAX = 10_000;
+/**
+ * A snapshot names the transactions in flight when it was taken. With unusually many in flight, a walk falls back
+ * to "every transaction below the oldest one in flight", a slightly older view, to keep cursors small.
+ */
+const SNAPSHOT_TEXT_LENGTH_MAX = 1200;
+
+export interface HistoryFilters {
+  types: EntryType[] | undefined;
+  search: string | undefined;
+  from: string | undefined;
+  to: string | undefined;
+}
+
+export interface HistoryItem {
+  /** The entry id, or for a batch item the batch id. */
+  id: string;
+  type: EntryType;
+  amount: string;
+  delta: string;
+  idempotency_key: string | null;
+  batch_id: string | null;
+  /** Rows this item stands for: 1 for an entry, the row count for a batch. */
+  batch_count: number;
+  description: string | null;
+  metadata: Record<string, unknown> | null;
+  created_at: string;
+  first_created_at: string;
+  last_created_at: string;
+  /** The account balance right after this item (after a batch's last row); null when a type or search filter is set. */
+  balance_after: string | null;
+}
+
+export interface HistoryPosition {
+  snapshot: string;
+  /** Items strictly older than this position come next. */
+  position: string;
+}
+
+export interface HistoryPage {
+  items: HistoryItem[];
+  total: number;
+  page_start_balance: string | null;
+  snapshot: string;
+  /** Where the next page starts, or undefined on the last page. */
+  next: HistoryPosition | undefined;
+}
+
+interface ItemRow {
+  position: string;
+  id: string;
+  type: EntryType;
+  amount: string;
+  delta: string;
+  idempotency_key: string | null;
+  batch_id: string | null;
+  description: string | null;
+  metadata: Record<string, unknown> | null;
+  row_count: string;
+  first_at: Date | string;
+  last_at: Date | string;
+}
+
+/** `%`, `_` and `\` in a search are literal characters, never wildcards. */
+export function likePattern(search: string): string {
+  return `%${search.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
+}
+
+function parameters(account_id: string, snapshot: string, position: string | null, limit: number | null, filters: HistoryFilters) {
+  return [
+    account_id,
+    snapshot,
+    position,
+    limit,
+    filters.types ?? null,
+    filters.search === undefined ? null : likePattern(filters.search),
+    filters.from ?? null,
+    filters.to ?? null,
+  ];
+}
+
+/** The snapshot a new walk is pinned to: now, or if it is too large to carry in a cursor, everything below xmin. */
+export async function currentSnapshot(context: LedgerContext): Promise<string> {
+  const [row] = await context.database.query<{ snapshot: string; xmin: string }>(
+    "SELECT pg_current_snapshot()::text AS snapshot, pg_snapshot_xmin(pg_current_snapshot())::text AS xmin",
+  );
+  return row!.snapshot.length <= SNAPSHOT_TEXT_LENGTH_MAX ? row!.snapshot : `${row!.xmin}:${row!.xmin}:`;
+}
+
+/**
+ * The balance as of the snapshot: the current balance (through the checkpoint, refreshed if its delta has grown
+ * past CHECKPOINT_DELTA_MAX, as any balance read does) less what became visible after the snapshot.
+ */
+async function balanceAsOf(context: LedgerContext, account_id: string, snapshot: string): Promise<bigint> {
+  let { found } = await readBalances(context.database, [account_id]);
+  if ((found.get(account_id)?.delta_rows ?? 0) > context.checkpoint_policy.delta_max) {
+    await refreshQuietly(context, [account_id]);
+    ({ found } = await readBalances(context.database, [account_id]));
+  }
+  const [after] = await context.database.query<{ delta_sum: string }>(DELTA_AFTER_SNAPSHOT_SQL, [account_id, snapshot]);
+  return (found.get(account_id)?.nanos ?? 0n) - numericToNanos(after!.delta_sum);
+}
+
+/**
+ * How many items match. An ungrouped count without a search or date filter is answered from the batch aggregates
+ * (their row counts) rather than by counting every row: O(batches), not O(rows).
+ */
+async function countItems(
+  context: LedgerContext,
+  account_id: string,
+  snapshot: string,
+  group_batches: boolean,
+  filters: HistoryFilters,
+): Promise<number> {
+  const rowLevelFilter = filters.search !== undefined || filters.from !== undefined || filters.to !== undefined;
+  const sql = group_batches || !rowLevelFilter ? groupedTotalsSql("all") : ungroupedTotalsSql("all");
+  const [totals] = await context.database.query<{ item_count: string; row_count?: string }>(
+    sql,
+    parameters(account_id, snapshot, null, null, filters),
+  );
+  return Number(group_batches || totals!.row_count === undefined ? totals!.item_count : totals!.row_count);
+}
+
+/**
+ * One page of an account's history, newest first.
+ *
+ * A new walk (no `after`) first rolls up the account's batches (best effort: if another roll-up holds the lock,
+ * the unfolded rows are grouped on the fly instead), then pins a snapshot. Later pages reuse the cursor's
+ * snapshot and do not roll up, so the aggregates they read rarely change under them.
+ *
+ * `balance_after` is exact: the balance as of the snapshot, less the deltas of every item listed above this one.
+ * Summing the items above costs O(offset) aggregate rows, not O(history). With a type or search filter the listed
+ * items no longer add up to the balance, so it is omitted (null).
+ */
+export async function listHistory(
+  context: LedgerContext,
+  request: {
+    account_id: string;
+    group_batches: boolean;
+    limit: number;
+    offset: number;
+    after: HistoryPosition | undefined;
+    filters: HistoryFilters;
+  },
+): Promise<HistoryPage> {
+  const { account_id, group_batches, limit, offset, after, filters } = request;
+  if (after === undefined && group_batches) {
+    try {
+      await rollUpBatches(context, account_id);
+    } catch (error) {
+      context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
+    }
+  }
+  const snapshot = after?.snapshot ?? (await currentSnapshot(context));
+  const position = after?.position ?? null;
+  const pageSql = group_batches ? GROUPED_PAGE_SQL : UNGROUPED_PAGE_SQL;
+  const rows = await context.database.query<ItemRow>(
+    pageSql,
+    parameters(account_id, snapshot, position, offset + limit + 1, filters),
+  );
+  const pageRows = rows.slice(offset, offset + limit);
+  const totalsSql = group_batches ? groupedTotalsSql : ungroupedTotalsSql;
+  const total = await countItems(context, account_id, snapshot, group_batches, filters);
+
+  const withBalances = filters.types === undefined && filters.search === undefined;
+  let pageStartBalance: bigint | undefined;
+  if (withBalances && pageRows.length > 0) {
+    // Everything newer than the first item on this page, whether listed on earlier pages or outside the date range.
+    const [above] = await context.database.query<{ delta_sum: string }>(
+      totalsSql("above"),
+      parameters(account_id, snapshot, pageRows[0]!.position, null, { ...filters, from: undefined, to: undefined }),
+    );
+    pageStartBalance = (await balanceAsOf(context, account_id, snapshot)) - numericToNanos(above!.delta_sum);
+  }
+
+  let running = pageStartBalance;
+  const items = pageRows.map((row): HistoryItem => {
+    const item: HistoryItem = {
+      id: row.id,
+      type: row.type,
+      amount: canonicalNumeric(row.amount),
+      delta: canonicalNumeric(row.delta),
+      idempotency_key: row.idempotency_key,
+      batch_id: row.batch_id,
+      batch_count: Number(row.row_count),
+      description: row.description,
+      metadata: row.metadata,
+      created_at: new Date(row.last_at).toISOString(),
+      first_created_at: new Date(row.first_at).toISOString(),
+      last_created_at: new Date(row.last_at).toISOString(),
+      balance_after: running === undefined ? null : formatNanos(running),
+    };
+    if (running !== undefined) running -= numericToNanos(row.delta);
+    return item;
+  });
+  const hasMore = rows.length > offset + limit;
+  return {
+    items,
+    total,
+    page_start_balance: pageStartBalance === undefined ? null : formatNanos(pageStartBalance),
+    snapshot,
+    next: hasMore && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position } : undefined,
+  };
+}
