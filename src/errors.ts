@@ -17,6 +17,7 @@ export const ERROR_CATALOGUE = {
   unsupported_media_type: { status: 415, title: "The request body must be application/json" },
   internal_error: { status: 500, title: "Internal error" },
   service_unavailable: { status: 503, title: "The service cannot reach its database" },
+  stream_limit_reached: { status: 503, title: "This process serves as many event streams as it allows; retry later" },
   request_timeout: { status: 504, title: "The request took too long" },
 } as const satisfies Record<string, { status: number; title: string }>;
 

@@ -85,6 +85,7 @@ async function main(): Promise<void> {
     // In-flight requests get up to 10 s to finish; then the process exits regardless.
     const force = setTimeout(() => process.exit(1), 10_000);
     force.unref();
+    ledger.events.hub.shutdown();
     server.close(async () => {
       await maintenance.stop();
       await database.close();

@@ -18,7 +18,8 @@ import type { LedgerContext } from "./context.js";
  * B − C = P − (usage after c) − (credits before c) ≤ 0. Two concurrent credits cannot both talk themselves out of
  * it, because the evaluation that first sees them both also sees that neither had been counted. B − C ≤ 0 can also
  * hold without a crossing (a credit followed by heavy usage), so a rare duplicate is possible; a missed one is not.
- * With no previous evaluation, C is every credit ever and B − C ≤ 0 always holds: an account starts at zero.
+ * With no previous evaluation the test is taken as passed (`watched` is false): C would be every credit ever, and
+ * B − C ≤ 0 always holds for an account that started at zero, so there is nothing to read.
  */
 const CROSSING_LOCK_NAMESPACE = 2;
 /** A single global key, taken last (after any per-account lock) so it cannot deadlock. */

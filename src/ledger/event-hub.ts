@@ -20,4 +20,17 @@ export class EventHub {
   get subscriber_count(): number {
     return this.listeners.size;
   }
+
+  private closing = false;
+
+  /** True once the process is shutting down: stream readers finish and close their responses. */
+  get closed(): boolean {
+    return this.closing;
+  }
+
+  /** Asks every reader to finish, so the HTTP server can close without waiting out hour-long streams. */
+  shutdown(): void {
+    this.closing = true;
+    this.publish();
+  }
 }

@@ -104,7 +104,7 @@ describe("npm start with no configuration", () => {
   it("says it is on the embedded store and serves /health", async () => {
     const dir = await mkdtemp(path.join(tmpdir(), "tally-start-"));
     const child = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
-      env: { PATH: process.env.PATH, DATA_DIR: dir, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info" },
+      env: { PATH: process.env.PATH, DATA_DIR: dir, PORT: "0", HOST: "127.0.0.1", LOG_LEVEL: "info", TALLY_ADMIN_KEY: ADMIN },
       stdio: ["ignore", "pipe", "pipe"],
     });
     try {
@@ -127,9 +127,20 @@ describe("npm start with no configuration", () => {
       expect(await health.json()).toEqual({ status: "ok" });
       const ready = await fetch(`http://127.0.0.1:${port}/ready`);
       expect(ready.status).toBe(200);
-    } finally {
+      // An open event stream must not hold up a graceful shutdown (the store is closed cleanly, exit code 0).
+      const stream = await fetch(`http://127.0.0.1:${port}/v1/events`, { headers: { authorization: `Bearer ${ADMIN}` } });
+      expect(stream.status).toBe(200);
+      const exited = new Promise<number | null>((resolve) => child.once("exit", resolve));
+      const stoppedAt = Date.now();
       child.kill("SIGTERM");
-      await new Promise((resolve) => child.once("exit", resolve));
+      expect(await exited).toBe(0);
+      expect(Date.now() - stoppedAt).toBeLessThan(8_000);
+      await stream.body?.cancel().catch(() => {});
+    } finally {
+      if (child.exitCode === null) {
+        child.kill("SIGKILL");
+        await new Promise((resolve) => child.once("exit", resolve));
+      }
       await rm(dir, { recursive: true, force: true });
     }
   });

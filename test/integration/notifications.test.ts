@@ -93,7 +93,9 @@ describe("balance_restored on LISTEN", () => {
       const account = await harness.createAccount();
       await credit(account, "1");
       await usage(account, "11"); // -10, unobserved
-      await Promise.all([credit(account, "10"), credit(account, "10")]);
+      // 15 each: after both, B = 20, and B minus either credit's own amount is 5 > 0, so the seed's rule
+      // ("before = after − own amount") would emit nothing. The first credit to commit did cross zero.
+      await Promise.all([credit(account, "15"), credit(account, "15")]);
       await waitForNotification(account, 2);
       expect(notified.get(account)?.length, `round ${round}`).toBeGreaterThanOrEqual(2);
       // No storm: at most one event per credit.
@@ -254,7 +256,10 @@ describe("GET /v1/events", () => {
     };
     const first = await open(start!.id);
     await makeEvents(3);
+
     const seen = await collect(first, accounts, 6);
+    // The stream opened with an id-only message naming where it starts.
+    expect(first.firstEventId).toBe(start!.id);
     expect(seen.map((event) => event.type)).toEqual(["balance_depleted", "balance_restored", "balance_depleted", "balance_restored", "balance_depleted", "balance_restored"]);
     await first.close(); // forced disconnect
     await makeEvents(4); // happen while nobody is connected

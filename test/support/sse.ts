@@ -10,6 +10,10 @@ export class SseReader {
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly decoder = new TextDecoder();
   readonly comments: string[] = [];
+  /** As a browser's EventSource keeps it: the last `id:` seen, including id-only messages. */
+  lastEventId: string | undefined;
+  /** The first `id:` the stream sent. */
+  firstEventId: string | undefined;
 
   constructor(response: Response) {
     if (!response.body) throw new Error("the response has no body");
@@ -38,7 +42,12 @@ export class SseReader {
           else if (field === "event") message.event = value;
           else if (field === "data") message.data += value;
         }
-        if (!isComment) return message;
+        if (message.id !== undefined) {
+          this.firstEventId ??= message.id;
+          this.lastEventId = message.id;
+        }
+        // A message without data is not dispatched (per the SSE specification); an id-only one still moves the id.
+        if (!isComment && message.data !== "") return message;
         continue;
       }
       const remaining = deadline - Date.now();

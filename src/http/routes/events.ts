@@ -26,7 +26,11 @@ export const DEFAULT_STREAM_LIMITS: StreamLimits = {
   streams_max: 256,
 };
 
-const EventIdSchema = z.string().regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id");
+const EVENT_ID_MAX = 2n ** 63n - 1n;
+const EventIdSchema = z
+  .string()
+  .regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id")
+  .refine((value) => BigInt(value) <= EVENT_ID_MAX, "must be an event id");
 
 export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits }) {
   const { ledger } = deps;
@@ -51,25 +55,34 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
       },
       responses: {
         200: { description: "The event stream", content: { "text/event-stream": { schema: z.string() } } },
-        ...errorResponses("validation_failed", "unauthorized", "forbidden"),
+        ...errorResponses("validation_failed", "unauthorized", "forbidden", "stream_limit_reached"),
       },
     }),
     async (c) => {
       const { after } = c.req.valid("query");
       const resumeFrom = c.req.valid("header")["last-event-id"] ?? after;
       if (open >= limits.streams_max) {
-        throw new TallyError("service_unavailable", `this process already serves ${limits.streams_max} event streams`);
+        throw new TallyError("stream_limit_reached", `this process already serves ${limits.streams_max} event streams`);
       }
-      let cursor = resumeFrom ?? (await latestEventId(ledger.database));
+      // Counted before the first await, so simultaneous connects cannot overshoot the limit.
       open++;
+      let cursor: string;
+      try {
+        cursor = resumeFrom ?? (await latestEventId(ledger.database));
+      } catch (error) {
+        open--;
+        throw error;
+      }
       return streamSSE(c, async (stream) => {
+        // An id-only message: the client learns where it starts (its Last-Event-ID) before any event arrives.
+        await stream.write(`id: ${cursor}\n\n`);
         let wake: (() => void) | undefined;
         const unsubscribe = ledger.events.hub.subscribe(() => wake?.());
         stream.onAbort(() => wake?.());
         const deadline = Date.now() + limits.stream_max_ms;
         let lastWrite = Date.now();
         try {
-          while (!stream.aborted && !stream.closed && Date.now() < deadline) {
+          while (!stream.aborted && !stream.closed && !ledger.events.hub.closed && Date.now() < deadline) {
             const events: BalanceEvent[] = await listEventsAfter(ledger.database, cursor, EVENTS_PAGE_MAX);
             for (const event of events) {
               await stream.writeSSE({ id: event.id, event: event.type, data: JSON.stringify(event) });
