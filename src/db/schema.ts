@@ -56,7 +56,10 @@ export const entries = pgTable(
     batchId: uuid("batch_id"),
     description: text("description"),
     metadata: jsonb("metadata"),
-    createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+    // Milliseconds, the precision the API prints: an inclusive `to` equal to a listed created_at then includes it.
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "string" })
+      .notNull()
+      .default(sql`date_trunc('milliseconds', now())`),
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),

@@ -6,7 +6,9 @@ export const EVENTS_PAGE_MAX = 500;
 
 const LIST_AFTER_SQL = `
 SELECT id::text AS id, type, account_id, balance::text AS balance, created_at
-FROM balance_events WHERE id > $1::bigint ORDER BY id LIMIT $2`;
+FROM balance_events WHERE id > $1::bigint
+ORDER BY balance_events.id LIMIT $2 -- qualified: a bare "id" is the text output column, and "10" sorts before "9"
+`;
 
 /** Events with ids above `after_id`, oldest first. Ids commit in order (see crossings.ts), so resuming is exact. */
 export async function listEventsAfter(database: Queryable, after_id: string, limit: number): Promise<BalanceEvent[]> {

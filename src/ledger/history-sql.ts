@@ -59,6 +59,8 @@ rollup AS (
   SELECT a.batch_id, a.amount_total, a.delta_total, a.row_count, a.first_seq, a.last_seq, a.first_at, a.last_at
   FROM batch_aggregates a
   WHERE a.account_id = $1 AND a.max_xid < pg_snapshot_xmin($2::pg_snapshot) AND ${positionBound("a.last_seq", bound)}
+    -- Before the limit: a batch with unfolded rows is listed through the unfolded branch, and must not take a slot.
+    AND a.batch_id NOT IN (SELECT batch_id FROM unfolded)
     ${BATCH_FILTERS("a")}
   ORDER BY a.last_seq DESC ${limit}
 ), recomputed AS (
@@ -69,7 +71,7 @@ rollup AS (
     AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
   GROUP BY e.batch_id
 ), batch_parts AS (
-  SELECT * FROM clean WHERE batch_id NOT IN (SELECT batch_id FROM unfolded)
+  SELECT * FROM clean
   UNION ALL
   SELECT u.batch_id, COALESCE(a.amount_total, 0) + u.amount_total, COALESCE(a.delta_total, 0) + u.delta_total,
          COALESCE(a.row_count, 0) + u.row_count, LEAST(a.first_seq, u.first_seq), GREATEST(a.last_seq, u.last_seq),
@@ -105,7 +107,8 @@ singles AS (
   FROM batch_items b
 )
 SELECT ${ITEM_COLUMNS} FROM (SELECT * FROM singles UNION ALL SELECT * FROM batches) AS items
-ORDER BY position DESC LIMIT $4::bigint`;
+-- Qualified: the bare name would be the text output column, and "9" sorts above "11".
+ORDER BY items.position DESC LIMIT $4::bigint`;
 
 /** One page of single entries (batched rows included, one by one) below the position bound. */
 export const UNGROUPED_PAGE_SQL = `
@@ -148,13 +151,23 @@ WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${sin
 }
 
 /**
- * What became visible after the snapshot: subtracted from the current balance, it gives the balance as of the
- * snapshot. Only rows at or above the snapshot's xmin can be invisible to it, so this reads just those.
+ * The account's balance as of the snapshot, in one statement (so the current balance and what became visible after
+ * the snapshot come from one view): checkpoint + delta, less the rows the snapshot does not see. Only rows at or
+ * above the snapshot's xmin can be invisible to it, so the last part reads just those. Also returns how many delta
+ * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does.
  */
-export const DELTA_AFTER_SNAPSHOT_SQL = `
-SELECT COALESCE(SUM(delta), 0)::text AS delta_sum
-FROM entries
-WHERE account_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot) AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)`;
+export const BALANCE_AS_OF_SQL = `
+WITH checkpoint AS (
+  SELECT balance, xid_boundary FROM balance_checkpoints WHERE account_id = $1
+), delta AS (
+  SELECT COALESCE(SUM(delta), 0) AS total, COUNT(*) AS row_count FROM entries
+  WHERE account_id = $1 AND xid >= COALESCE((SELECT xid_boundary FROM checkpoint), '0'::xid8)
+)
+SELECT (COALESCE((SELECT balance FROM checkpoint), 0) + (SELECT total FROM delta)
+  - COALESCE((SELECT SUM(delta) FROM entries
+      WHERE account_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot)
+        AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)), 0))::text AS balance,
+  (SELECT row_count FROM delta)::text AS delta_rows`;
 
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page

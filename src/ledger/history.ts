@@ -1,10 +1,9 @@
 import type { EntryType } from "../db/schema.js";
 import { canonicalNumeric, formatNanos, numericToNanos } from "./amount.js";
 import type { LedgerContext } from "./context.js";
-import { readBalances } from "./balances.js";
 import { refreshQuietly } from "./checkpoints.js";
 import {
-  DELTA_AFTER_SNAPSHOT_SQL,
+  BALANCE_AS_OF_SQL,
   GROUPED_PAGE_SQL,
   UNGROUPED_PAGE_SQL,
   groupedTotalsSql,
@@ -103,17 +102,13 @@ export async function currentSnapshot(context: LedgerContext): Promise<string> {
 }
 
 /**
- * The balance as of the snapshot: the current balance (through the checkpoint, refreshed if its delta has grown
- * past CHECKPOINT_DELTA_MAX, as any balance read does) less what became visible after the snapshot.
+ * The balance as of the snapshot, in one statement. A checkpoint whose delta has grown past CHECKPOINT_DELTA_MAX
+ * is refreshed afterwards, as any balance read does, so the next page reads a short delta.
  */
 async function balanceAsOf(context: LedgerContext, account_id: string, snapshot: string): Promise<bigint> {
-  let { found } = await readBalances(context.database, [account_id]);
-  if ((found.get(account_id)?.delta_rows ?? 0) > context.checkpoint_policy.delta_max) {
-    await refreshQuietly(context, [account_id]);
-    ({ found } = await readBalances(context.database, [account_id]));
-  }
-  const [after] = await context.database.query<{ delta_sum: string }>(DELTA_AFTER_SNAPSHOT_SQL, [account_id, snapshot]);
-  return (found.get(account_id)?.nanos ?? 0n) - numericToNanos(after!.delta_sum);
+  const [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot]);
+  if (Number(row!.delta_rows) > context.checkpoint_policy.delta_max) await refreshQuietly(context, [account_id]);
+  return numericToNanos(row!.balance);
 }
 
 /**

@@ -60,9 +60,24 @@ function finish(accumulator: Accumulator): Totals {
   };
 }
 
+const DAY_MS = 86_400_000;
+
+/** The UTC start of the bucket holding `date`, as date_trunc does (weeks start on Monday). */
+function bucketStart(date: Date, interval: StatsInterval): Date {
+  const day = Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), date.getUTCDate());
+  if (interval === "day") return new Date(day);
+  if (interval === "week") return new Date(day - ((date.getUTCDay() + 6) % 7) * DAY_MS);
+  return new Date(Date.UTC(date.getUTCFullYear(), date.getUTCMonth(), 1));
+}
+
+/** Exactly how many buckets the series over [from, to) has: from from's bucket to the one holding to's last instant. */
 export function bucketCount(from: Date, to: Date, interval: StatsInterval): number {
-  const days = (to.getTime() - from.getTime()) / 86_400_000;
-  return Math.ceil(interval === "day" ? days : interval === "week" ? days / 7 : days / 28) + 1;
+  const first = bucketStart(from, interval);
+  const last = bucketStart(new Date(to.getTime() - 1), interval);
+  if (interval === "month") {
+    return (last.getUTCFullYear() - first.getUTCFullYear()) * 12 + (last.getUTCMonth() - first.getUTCMonth()) + 1;
+  }
+  return Math.round((last.getTime() - first.getTime()) / (interval === "day" ? DAY_MS : 7 * DAY_MS)) + 1;
 }
 
 export async function accountStats(

@@ -45,7 +45,7 @@ async function rowsAsText(on: Harness, account_id: string): Promise<Record<strin
   return on.database.query<Record<string, string>>(
     `SELECT seq::text, id::text, account_id, type, amount::text, delta::text, idempotency_key, request_hash,
             batch_id::text, description, metadata::text, created_at::text, xid::text
-     FROM entries WHERE account_id = $1 ORDER BY seq`,
+     FROM entries WHERE account_id = $1 ORDER BY entries.seq`,
     [account_id],
   );
 }

@@ -2,7 +2,7 @@ import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { canonicalNumeric, numericToNanos } from "../../src/ledger/amount.js";
 import { observeAtOrBelowZero } from "../../src/ledger/crossings.js";
-import { pruneEvents } from "../../src/ledger/events.js";
+import { listEventsAfter, pruneEvents } from "../../src/ledger/events.js";
 import { DEFAULT_NOTIFY_CHANNEL } from "../../src/ledger/context.js";
 import { createHarness, uniqueId } from "../support/harness.js";
 
@@ -286,6 +286,26 @@ describe("GET /v1/events", () => {
     expect((await harness.get("/v1/events", token)).status).toBe(403);
     expect((await harness.get("/v1/events", null)).status).toBe(401);
     expect((await harness.get("/v1/events?after=-1")).status).toBe(400);
+  });
+});
+
+describe("listing events", () => {
+  it("orders ids numerically across a digit boundary (9 before 10)", async () => {
+    // Move the id sequence (forward only) to just below the next power of ten, then make events across it.
+    const [current] = await harness.database.query<{ id: string }>("SELECT COALESCE(MAX(id), 0)::text AS id FROM balance_events");
+    const boundary = 10n ** BigInt(current!.id.length + 1);
+    await harness.database.query("SELECT setval(pg_get_serial_sequence('balance_events', 'id'), $1::bigint)", [String(boundary - 3n)]);
+    const accounts: string[] = [];
+    for (let index = 0; index < 4; index++) {
+      const account = await harness.createAccount(uniqueId("digits"));
+      accounts.push(account);
+      await harness.get(`/v1/balances/${account}`); // one balance_depleted each
+    }
+    const listed = await listEventsAfter(harness.database, String(boundary - 3n), 500);
+    const ids = listed.map((event) => BigInt(event.id));
+    expect(ids).toEqual([...ids].sort((left, right) => (left < right ? -1 : 1)));
+    expect(ids[0]).toBe(boundary - 2n);
+    expect(ids.some((id) => id >= boundary)).toBe(true);
   });
 });
 

@@ -82,11 +82,28 @@ const HistoryPageSchema = z
   })
   .openapi("HistoryPage");
 
-const CursorSchema = z.strictObject({
-  snapshot: z.string().regex(/^[0-9]+:[0-9]+:[0-9,]*$/).max(1300),
-  position: z.string().max(64),
-  scope: z.string().length(16),
-});
+const XID_MAX = 2n ** 63n - 1n;
+
+/** A pg_snapshot as PostgreSQL prints it, checked as PostgreSQL would, so a doctored cursor is a 400, not a 500. */
+function isSnapshot(text: string): boolean {
+  const match = /^([0-9]{1,19}):([0-9]{1,19}):((?:[0-9]{1,19},){0,200}[0-9]{0,19})$/.exec(text);
+  if (!match) return false;
+  const xmin = BigInt(match[1]!);
+  const xmax = BigInt(match[2]!);
+  const inProgress = match[3] === "" ? [] : match[3]!.split(",").map(BigInt);
+  if (xmin < 1n || xmin > xmax || xmax > XID_MAX) return false;
+  return inProgress.every((xid, index) => xid >= xmin && xid < xmax && (index === 0 || xid > inProgress[index - 1]!));
+}
+
+const cursorSchema = (position: z.ZodString) =>
+  z.strictObject({
+    snapshot: z.string().max(1300).refine(isSnapshot),
+    position,
+    scope: z.string().length(16),
+  });
+/** Account history positions are `seq` values; the all-accounts listing is positioned by entry id. */
+const HistoryCursorSchema = cursorSchema(z.string().regex(/^[1-9][0-9]{0,18}$/));
+const AllEntriesCursorSchema = cursorSchema(z.string().uuid());
 
 function toFilters(input: { type?: string | string[]; search?: string; from?: string; to?: string }): HistoryFilters {
   const types = input.type === undefined ? undefined : [...new Set(Array.isArray(input.type) ? input.type : [input.type])];
@@ -98,10 +115,15 @@ function cursorScope(parts: unknown): string {
   return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
 }
 
-function readCursor(cursor: string | undefined, offset: number | undefined, scope: string): HistoryPosition | undefined {
+function readCursor(
+  cursor: string | undefined,
+  offset: number | undefined,
+  scope: string,
+  schema: typeof HistoryCursorSchema,
+): HistoryPosition | undefined {
   if (cursor === undefined) return undefined;
   if (offset !== undefined) throw new TallyError("validation_failed", "send either cursor or offset, not both", { errors: [{ field: "offset", message: "not allowed with cursor" }] });
-  const decoded = decodeCursor(cursor, CursorSchema);
+  const decoded = decodeCursor(cursor, schema);
   if (decoded.scope !== scope) throw new TallyError("invalid_cursor", "the cursor belongs to another listing (account or filters differ)");
   return { snapshot: decoded.snapshot, position: decoded.position };
 }
@@ -109,7 +131,7 @@ function readCursor(cursor: string | undefined, offset: number | undefined, scop
 async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id: string, input: HistoryQuery) {
   const filters = toFilters(input);
   const scope = cursorScope([account_id, input.group_batches, filters]);
-  const after = readCursor(input.cursor, input.offset, scope);
+  const after = readCursor(input.cursor, input.offset, scope, HistoryCursorSchema);
   await ensureAccountsExist(ledger, [account_id]);
   const page = await listHistory(ledger, {
     account_id,
@@ -193,7 +215,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         const input = c.req.valid("query");
         const filters = toFilters(input);
         const scope = cursorScope(["*", filters]);
-        const after = readCursor(input.cursor, input.offset, scope);
+        const after = readCursor(input.cursor, input.offset, scope, AllEntriesCursorSchema);
         const page = await listAllEntries(ledger, { limit: input.limit, offset: input.offset ?? 0, after, filters });
         return c.json(
           { items: page.items, total: page.total, next_cursor: page.next === undefined ? null : encodeCursor({ ...page.next, scope }) },
