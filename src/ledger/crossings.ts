@@ -25,26 +25,28 @@ const CROSSING_LOCK_NAMESPACE = 2;
 /** A single global key, taken last (after any per-account lock) so it cannot deadlock. */
 const EVENT_ID_LOCK = [3, 0] as const;
 
+// LATERAL joins, as in the balance read, so the checkpoint's and the watch's boundaries reach the (account_id, xid)
+// index as conditions; a boundary taken from a CTE is opaque to the planner, which then scans the whole table.
 const EVALUATE_SQL = `
-WITH watch AS (
-  SELECT evaluated_snapshot, depleted_since FROM balance_watches WHERE account_id = $1
-), checkpoint AS (
-  SELECT balance, xid_boundary FROM balance_checkpoints WHERE account_id = $1
-)
 SELECT
-  (COALESCE((SELECT balance FROM checkpoint), 0) + COALESCE((
-    SELECT SUM(delta) FROM entries
-    WHERE account_id = $1 AND xid >= COALESCE((SELECT xid_boundary FROM checkpoint), '0'::xid8)
-  ), 0))::text AS balance,
-  (SELECT evaluated_snapshot FROM watch) IS NOT NULL AS watched,
-  COALESCE((
-    SELECT SUM(delta) FROM entries
-    WHERE account_id = $1 AND delta > 0
-      AND xid >= pg_snapshot_xmin((SELECT evaluated_snapshot FROM watch))
-      AND NOT pg_visible_in_snapshot(xid, (SELECT evaluated_snapshot FROM watch))
-  ), 0)::text AS credits_since,
-  COALESCE((SELECT depleted_since IS NOT NULL FROM watch), false) AS depleted,
-  pg_current_snapshot()::text AS snapshot`;
+  (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0))::text AS balance,
+  watch.evaluated_snapshot IS NOT NULL AS watched,
+  COALESCE(credits.total, 0)::text AS credits_since,
+  COALESCE(watch.depleted_since IS NOT NULL, false) AS depleted,
+  pg_current_snapshot()::text AS snapshot
+FROM (SELECT $1::text AS account_id) AS requested
+LEFT JOIN balance_watches AS watch ON watch.account_id = requested.account_id
+LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
+LEFT JOIN LATERAL (
+  SELECT SUM(entry.delta) AS total FROM entries AS entry
+  WHERE entry.account_id = requested.account_id AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
+) AS delta ON true
+LEFT JOIN LATERAL (
+  SELECT SUM(entry.delta) AS total FROM entries AS entry
+  WHERE entry.account_id = requested.account_id AND entry.delta > 0
+    AND entry.xid >= pg_snapshot_xmin(watch.evaluated_snapshot)
+    AND NOT pg_visible_in_snapshot(entry.xid, watch.evaluated_snapshot)
+) AS credits ON true`;
 
 const SAVE_WATCH_SQL = `
 INSERT INTO balance_watches (account_id, evaluated_snapshot, depleted_since, updated_at)

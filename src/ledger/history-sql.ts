@@ -157,17 +157,20 @@ WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${sin
  * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does.
  */
 export const BALANCE_AS_OF_SQL = `
-WITH checkpoint AS (
-  SELECT balance, xid_boundary FROM balance_checkpoints WHERE account_id = $1
-), delta AS (
-  SELECT COALESCE(SUM(delta), 0) AS total, COUNT(*) AS row_count FROM entries
-  WHERE account_id = $1 AND xid >= COALESCE((SELECT xid_boundary FROM checkpoint), '0'::xid8)
-)
-SELECT (COALESCE((SELECT balance FROM checkpoint), 0) + (SELECT total FROM delta)
-  - COALESCE((SELECT SUM(delta) FROM entries
-      WHERE account_id = $1 AND xid >= pg_snapshot_xmin($2::pg_snapshot)
-        AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)), 0))::text AS balance,
-  (SELECT row_count FROM delta)::text AS delta_rows`;
+SELECT (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0) - COALESCE(unseen.total, 0))::text AS balance,
+       delta.row_count::text AS delta_rows
+FROM (SELECT $1::text AS account_id) AS requested
+LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
+-- LATERAL, as in the balance read, so the boundary reaches the (account_id, xid) index as a condition.
+LEFT JOIN LATERAL (
+  SELECT SUM(entry.delta) AS total, COUNT(*) AS row_count FROM entries AS entry
+  WHERE entry.account_id = requested.account_id AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
+) AS delta ON true
+LEFT JOIN LATERAL (
+  SELECT SUM(entry.delta) AS total FROM entries AS entry
+  WHERE entry.account_id = requested.account_id AND entry.xid >= pg_snapshot_xmin($2::pg_snapshot)
+    AND NOT pg_visible_in_snapshot(entry.xid, $2::pg_snapshot)
+) AS unseen ON true`;
 
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page
