@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
 import { rollUpBatches } from "../../src/ledger/rollup.js";
 import { createHarness, type ApiResponse } from "../support/harness.js";
+import { canonical, modelListing, readLedgerRows, rollUpFully, type Item } from "../support/history-model.js";
 
 const harness = createHarness({ pool_max: 20 });
 afterAll(() => harness.close());
@@ -23,7 +24,6 @@ afterAll(() => harness.close());
 // helpers
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const canonical = (numeric: string) => formatNanos(numericToNanos(numeric));
 
 function expectStatus(response: ApiResponse, status: number): void {
   expect(response.status, JSON.stringify(response.body)).toBe(status);
@@ -34,141 +34,8 @@ function randomAmount(max_nanos = 5_000_000_000): string {
   return formatNanos(BigInt(randomInt(1, max_nanos + 1)));
 }
 
-interface LedgerRow {
-  seq: bigint;
-  id: string;
-  type: string;
-  amount: string;
-  delta: string;
-  idempotency_key: string;
-  batch_id: string | null;
-  description: string | null;
-  metadata: Record<string, unknown> | null;
-  created_at: string;
-  created_us: string;
-}
-
-const ROW_COLUMNS = `seq::text AS seq, id::text AS id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, batch_id::text AS batch_id, description, metadata, created_at,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_us`;
-
-/** The account's rows in seq order: all of them, or those visible in `snapshot`. */
-async function readRows(account: string, snapshot?: string): Promise<LedgerRow[]> {
-  const rows = await harness.database.query<Record<string, any>>(
-    snapshot === undefined
-      ? `SELECT ${ROW_COLUMNS} FROM entries WHERE account_id = $1 ORDER BY entries.seq`
-      : `SELECT ${ROW_COLUMNS} FROM entries WHERE account_id = $1 AND pg_visible_in_snapshot(xid, $2::pg_snapshot) ORDER BY entries.seq`,
-    snapshot === undefined ? [account] : [account, snapshot],
-  );
-  return rows.map((row) => ({
-    seq: BigInt(row.seq),
-    id: row.id,
-    type: row.type,
-    amount: canonical(row.amount),
-    delta: canonical(row.delta),
-    idempotency_key: row.idempotency_key,
-    batch_id: row.batch_id,
-    description: row.description,
-    metadata: row.metadata,
-    created_at: new Date(row.created_at).toISOString(),
-    created_us: row.created_us,
-  }));
-}
-
-interface Item {
-  id: string;
-  type: string;
-  amount: string;
-  delta: string;
-  idempotency_key: string | null;
-  batch_id: string | null;
-  batch_count: number;
-  description: string | null;
-  metadata: Record<string, unknown> | null;
-  created_at: string;
-  first_created_at: string;
-  last_created_at: string;
-  balance_after: string | null;
-}
-
-/**
- * The expected unfiltered listing: grouped, each batch is one usage item at the seq of its last row, with the sums,
- * row count and first/last times of its rows; ungrouped, one item per row. balance_after is the prefix sum.
- */
-function modelListing(rows: readonly LedgerRow[], group: boolean): Item[] {
-  const units: { position: bigint; delta: bigint; item: Omit<Item, "balance_after"> }[] = [];
-  const batches = new Map<string, LedgerRow[]>();
-  for (const row of rows) {
-    if (group && row.batch_id !== null) {
-      batches.set(row.batch_id, [...(batches.get(row.batch_id) ?? []), row]);
-      continue;
-    }
-    units.push({
-      position: row.seq,
-      delta: numericToNanos(row.delta),
-      item: {
-        id: row.id,
-        type: row.type,
-        amount: row.amount,
-        delta: row.delta,
-        idempotency_key: row.idempotency_key,
-        batch_id: row.batch_id,
-        batch_count: 1,
-        description: row.description,
-        metadata: row.metadata,
-        created_at: row.created_at,
-        first_created_at: row.created_at,
-        last_created_at: row.created_at,
-      },
-    });
-  }
-  for (const [batch_id, members] of batches) {
-    const byTime = [...members].sort((left, right) => (left.created_us < right.created_us ? -1 : left.created_us > right.created_us ? 1 : 0));
-    const delta = members.reduce((sum, row) => sum + numericToNanos(row.delta), 0n);
-    units.push({
-      position: members.reduce((max, row) => (row.seq > max ? row.seq : max), 0n),
-      delta,
-      item: {
-        id: batch_id,
-        type: "usage",
-        amount: formatNanos(members.reduce((sum, row) => sum + numericToNanos(row.amount), 0n)),
-        delta: formatNanos(delta),
-        idempotency_key: null,
-        batch_id,
-        batch_count: members.length,
-        description: null,
-        metadata: null,
-        created_at: byTime.at(-1)!.created_at,
-        first_created_at: byTime[0]!.created_at,
-        last_created_at: byTime.at(-1)!.created_at,
-      },
-    });
-  }
-  units.sort((left, right) => (left.position < right.position ? -1 : 1));
-  let running = 0n;
-  const items = units.map((unit) => ({ ...unit.item, balance_after: formatNanos((running += unit.delta)) }));
-  return items.reverse();
-}
-
 function snapshotOf(cursor: string): string {
   return (JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { snapshot: string }).snapshot;
-}
-
-/** Folds every batched row of the account (retrying while another transaction holds the horizon back). */
-async function rollUpFully(account: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    await rollUpBatches(harness.ledger, account);
-    const [row] = await harness.database.query<{ done: boolean }>(
-      `SELECT NOT EXISTS (
-         SELECT 1 FROM entries WHERE account_id = $1 AND batch_id IS NOT NULL
-           AND xid >= COALESCE((SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1), '0'::xid8)) AS done`,
-      [account],
-    );
-    if (row!.done) return;
-    if (Date.now() > deadline) throw new Error("the roll-up boundary did not pass the account's rows in 20 s");
-    await sleep(50);
-  }
 }
 
 /**
@@ -267,7 +134,7 @@ describe("a cursor walk while 8 writers post and roll-ups run", () => {
     }
     for (let index = 0; index < seeded.length; index += 2) await post.batch([seeded[index]!]);
     await post.credit();
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     for (const index of [1, 4, 7, 10, 13, 16]) await post.batch([seeded[index]!, seeded[index]!]);
 
     // Writers: single usage, credits, new batches, more rows into the seeded batches and into their own batches.
@@ -360,8 +227,8 @@ describe("a cursor walk while 8 writers post and roll-ups run", () => {
     // Every page is read in the first page's snapshot.
     for (const page of pages.slice(0, -1)) expect(snapshotOf(page.next_cursor!)).toBe(snapshot);
 
-    const visible = await readRows(account, snapshot);
-    const expected = modelListing(visible, group);
+    const visible = await readLedgerRows(harness.database, account, snapshot);
+    const expected = modelListing(visible, group).items;
     const items = pages.flatMap((page) => page.items);
 
     // No repeats, none skipped, nothing from after the walk began, batch totals and balances as of its start.
@@ -390,7 +257,7 @@ describe("a cursor walk while 8 writers post and roll-ups run", () => {
     for (const entry of after) for (const key of entry.keys) expect(visibleKeys.has(key), `${key} posted during the walk`).toBe(false);
 
     // The race was real: rows were written during the walk, some into batches the walk listed.
-    const all = await readRows(account);
+    const all = await readLedgerRows(harness.database, account);
     const latecomers = all.filter((row) => !visibleKeys.has(row.idempotency_key));
     expect(after.length).toBeGreaterThan(0);
     expect(latecomers.length).toBeGreaterThan(0);
@@ -416,7 +283,7 @@ describe("a cursor walk while 8 writers post and roll-ups run", () => {
     // A new walk sees everything committed by now.
     const fresh = await harness.get(`/v1/accounts/${account}/entries?limit=500&group_batches=${group}`);
     expectStatus(fresh, 200);
-    expect(fresh.body.items).toEqual(modelListing(all, group).slice(0, 500));
+    expect(fresh.body.items).toEqual(modelListing(all, group).items.slice(0, 500));
     expect(walkEnded - walkStarted).toBeGreaterThan(0);
   });
 });
@@ -494,7 +361,7 @@ describe("10 concurrent roll-up loops and 8 batch writers", () => {
 
     // After a final roll-up, every aggregate equals the truth from the rows.
     await Promise.all(Array.from({ length: 10 }, () => rollUpBatches(harness.ledger, account)));
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     const truth = await harness.database.query<Record<string, string>>(
       `SELECT batch_id::text AS batch_id, count(*)::text AS row_count, sum(amount)::text AS amount_total, sum(delta)::text AS delta_total,
               min(seq)::text AS first_seq, max(seq)::text AS last_seq, min(created_at) AS first_at, max(created_at) AS last_at
@@ -518,12 +385,12 @@ describe("10 concurrent roll-up loops and 8 batch writers", () => {
     expect(truth).toHaveLength(batches.length);
     expect(normalize(aggregates)).toEqual(normalize(truth));
     const posted = post.posts.reduce((sum, entry) => sum + entry.keys.length, 0);
-    const all = await readRows(account);
+    const all = await readLedgerRows(harness.database, account);
     expect(all).toHaveLength(posted);
 
     // The grouped listing equals the model, walked by cursor and read whole; so does the ungrouped one.
     for (const group of [true, false]) {
-      const expected = modelListing(all, group);
+      const expected = modelListing(all, group).items;
       const items: Item[] = [];
       let cursor: string | null = null;
       do {

@@ -15,6 +15,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
 import { rollUpBatches } from "../../src/ledger/rollup.js";
 import { JWT_AUDIENCE, JWT_SECRET, createHarness, uniqueId, type ApiResponse } from "../support/harness.js";
+import { ROW_COLUMNS, modelListing, readLedgerRows, rollUpFully, toLedgerRow, type Filters, type Item, type LedgerRow } from "../support/history-model.js";
 
 const harness = createHarness({ pool_max: 10 });
 afterAll(() => harness.close());
@@ -23,7 +24,6 @@ afterAll(() => harness.close());
 // helpers
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
-const canonical = (numeric: string) => formatNanos(numericToNanos(numeric));
 
 function expectStatus(response: ApiResponse, status: number): void {
   expect(response.status, JSON.stringify(response.body)).toBe(status);
@@ -81,178 +81,6 @@ function poster(account: string) {
       expect(response.body).toEqual({ inserted: rows.length, replayed: 0 });
     },
   };
-}
-
-interface LedgerRow {
-  seq: bigint;
-  id: string;
-  account_id: string;
-  type: string;
-  amount: string;
-  delta: string;
-  idempotency_key: string;
-  batch_id: string | null;
-  description: string | null;
-  metadata: Record<string, unknown> | null;
-  /** As the API prints it (milliseconds). */
-  created_at: string;
-  /** Full precision, UTC, fixed width: "2026-11-21T20:11:01.297123Z"; compares as a string. */
-  created_us: string;
-}
-
-const ROW_COLUMNS = `seq::text AS seq, id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, batch_id::text AS batch_id, description, metadata, created_at,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_us`;
-
-function toLedgerRow(row: Record<string, any>): LedgerRow {
-  return {
-    seq: BigInt(row.seq),
-    id: row.id,
-    account_id: row.account_id,
-    type: row.type,
-    amount: canonical(row.amount),
-    delta: canonical(row.delta),
-    idempotency_key: row.idempotency_key,
-    batch_id: row.batch_id,
-    description: row.description,
-    metadata: row.metadata,
-    created_at: new Date(row.created_at).toISOString(),
-    created_us: row.created_us,
-  };
-}
-
-/** The account's rows straight from the table, in seq order. */
-async function readRows(account: string): Promise<LedgerRow[]> {
-  const rows = await harness.database.query<Record<string, any>>(
-    `SELECT ${ROW_COLUMNS} FROM entries WHERE account_id = $1 ORDER BY entries.seq`,
-    [account],
-  );
-  return rows.map(toLedgerRow);
-}
-
-interface Item {
-  id: string;
-  type: string;
-  amount: string;
-  delta: string;
-  idempotency_key: string | null;
-  batch_id: string | null;
-  batch_count: number;
-  description: string | null;
-  metadata: Record<string, unknown> | null;
-  created_at: string;
-  first_created_at: string;
-  last_created_at: string;
-  balance_after: string | null;
-}
-
-interface Filters {
-  types?: string[];
-  search?: string;
-  /** Bounds in the fixed-width UTC microsecond form of LedgerRow.created_us (the API gets the same string). */
-  from?: string;
-  to?: string;
-}
-
-interface Listing {
-  items: Item[];
-  total: number;
-}
-
-/**
- * The expected listing. Grouped: every batch is one usage item (sums, row count, first/last times, no key, no
- * description) at the seq of its last row; everything else is one item per row. balance_after is the prefix sum in
- * position order, whatever the filters; it is null when a type or search filter is set.
- */
-function modelListing(rows: readonly LedgerRow[], group: boolean, filters: Filters = {}): Listing {
-  interface Unit {
-    position: bigint;
-    batch: boolean;
-    delta: bigint;
-    type: string;
-    description: string | null;
-    last_us: string;
-    item: Omit<Item, "balance_after">;
-  }
-  const units: Unit[] = [];
-  const batches = new Map<string, LedgerRow[]>();
-  for (const row of rows) {
-    if (group && row.batch_id !== null) {
-      batches.set(row.batch_id, [...(batches.get(row.batch_id) ?? []), row]);
-      continue;
-    }
-    units.push({
-      position: row.seq,
-      batch: false,
-      delta: numericToNanos(row.delta),
-      type: row.type,
-      description: row.description,
-      last_us: row.created_us,
-      item: {
-        id: row.id,
-        type: row.type,
-        amount: row.amount,
-        delta: row.delta,
-        idempotency_key: row.idempotency_key,
-        batch_id: row.batch_id,
-        batch_count: 1,
-        description: row.description,
-        metadata: row.metadata,
-        created_at: row.created_at,
-        first_created_at: row.created_at,
-        last_created_at: row.created_at,
-      },
-    });
-  }
-  for (const [batch_id, members] of batches) {
-    const amount = members.reduce((sum, row) => sum + numericToNanos(row.amount), 0n);
-    const delta = members.reduce((sum, row) => sum + numericToNanos(row.delta), 0n);
-    const byTime = [...members].sort((left, right) => (left.created_us < right.created_us ? -1 : left.created_us > right.created_us ? 1 : 0));
-    const position = members.reduce((max, row) => (row.seq > max ? row.seq : max), 0n);
-    units.push({
-      position,
-      batch: true,
-      delta,
-      type: "usage",
-      description: null,
-      last_us: byTime.at(-1)!.created_us,
-      item: {
-        id: batch_id,
-        type: "usage",
-        amount: formatNanos(amount),
-        delta: formatNanos(delta),
-        idempotency_key: null,
-        batch_id,
-        batch_count: members.length,
-        description: null,
-        metadata: null,
-        created_at: byTime.at(-1)!.created_at,
-        first_created_at: byTime[0]!.created_at,
-        last_created_at: byTime.at(-1)!.created_at,
-      },
-    });
-  }
-  units.sort((left, right) => (left.position < right.position ? -1 : 1));
-  let running = 0n;
-  const balances = units.map((unit) => (running += unit.delta));
-
-  const matches = (unit: Unit): boolean => {
-    if (filters.types !== undefined && !filters.types.includes(unit.type)) return false;
-    if (filters.search !== undefined) {
-      if (unit.batch || unit.description === null) return false;
-      if (!unit.description.toLowerCase().includes(filters.search.toLowerCase())) return false;
-    }
-    if (filters.from !== undefined && unit.last_us < filters.from) return false;
-    if (filters.to !== undefined && unit.last_us > filters.to) return false;
-    return true;
-  };
-  const withBalances = filters.types === undefined && filters.search === undefined;
-  const items = units
-    .map((unit, index) => ({ unit, balance: balances[index]! }))
-    .filter(({ unit }) => matches(unit))
-    .reverse()
-    .map(({ unit, balance }) => ({ ...unit.item, balance_after: withBalances ? formatNanos(balance) : null }));
-  return { items, total: items.length };
 }
 
 type Params = Record<string, string | string[] | undefined>;
@@ -335,28 +163,11 @@ async function expectListing(path: string, params: Params, expected: { items: un
 
 /** The account's listing, grouped and ungrouped, equals the model of its rows as they are now. */
 async function expectAccountListings(account: string, filters: Filters = {}, limit = 3): Promise<LedgerRow[]> {
-  const rows = await readRows(account);
+  const rows = await readLedgerRows(harness.database, account);
   for (const group of [true, false]) {
     await expectListing(`/v1/accounts/${account}/entries`, { ...filterParams(filters), group_batches: String(group) }, modelListing(rows, group, filters), limit);
   }
   return rows;
-}
-
-/** Folds every batched row of the account into batch_aggregates (retrying while another transaction holds the horizon). */
-async function rollUpFully(account: string): Promise<void> {
-  const deadline = Date.now() + 20_000;
-  for (;;) {
-    await rollUpBatches(harness.ledger, account);
-    const [row] = await harness.database.query<{ done: boolean }>(
-      `SELECT NOT EXISTS (
-         SELECT 1 FROM entries WHERE account_id = $1 AND batch_id IS NOT NULL
-           AND xid >= COALESCE((SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1), '0'::xid8)) AS done`,
-      [account],
-    );
-    if (row!.done) return;
-    if (Date.now() > deadline) throw new Error("the roll-up boundary did not pass the account's rows in 20 s");
-    await sleep(50);
-  }
 }
 
 async function aggregateCount(account: string): Promise<number> {
@@ -451,7 +262,7 @@ describe("account history equals the model of the posted rows", () => {
     });
 
     // After an explicit roll-up: every batch is read from its aggregate.
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     expect(await aggregateCount(account)).toBe(8);
     await expectAccountListings(account);
 
@@ -469,7 +280,7 @@ describe("account history equals the model of the posted rows", () => {
     // The listing rolls up by itself when it can.
     await expectAccountListings(account);
     // And after an explicit roll-up of everything.
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     expect(await aggregateCount(account)).toBe(9);
     const rows = await expectAccountListings(account, {}, 5);
     expect(rows).toHaveLength(37);
@@ -498,10 +309,10 @@ describe("account history equals the model of the posted rows", () => {
     for (const id of newer) await post.batch([{ batch_id: id, amount: "1" }, { batch_id: id, amount: "2" }]);
     await post.usage("1", { description: "single one" });
     await post.usage("1", { description: "single two" });
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     await withRollUpLockHeld(account, async () => {
       await post.batch([{ batch_id: grown, amount: "0.5" }]);
-      const rows = await readRows(account);
+      const rows = await readLedgerRows(harness.database, account);
       const expected = modelListing(rows, true);
       expect(expected.total).toBe(11);
       expect(expected.items[0]!.id).toBe(grown);
@@ -539,12 +350,12 @@ describe("account history equals the model of the posted rows", () => {
         [String(base + BigInt(index)), randomUUID(), account, row.type, row.amount, delta, `direct-${index}`, "0".repeat(64), row.batch_id, row.description],
       );
     }
-    const rows = await readRows(account);
+    const rows = await readLedgerRows(harness.database, account);
     expect(rows.map((row) => row.seq)).toEqual(plan.map((_, index) => base + BigInt(index)));
     const grouped = modelListing(rows, true);
     expect(grouped.items.map((item) => item.description ?? item.id)).toEqual(["u10", "u9", "r8", "u7", batch, "u5", "u4", "g3", "u2", "p"]);
     await withRollUpLockHeld(account, () => expectAccountListings(account, {}, 2));
-    await rollUpFully(account);
+    await rollUpFully(harness, account);
     await expectAccountListings(account, {}, 2);
     await expectAccountListings(account, {}, 3);
   });
@@ -590,7 +401,7 @@ describe("filters", () => {
         await step();
         await sleep(4);
       }
-      const rows = await readRows(account);
+      const rows = await readLedgerRows(harness.database, account);
       expect(new Set(rows.map((row) => row.created_at.slice(0, 23))).size).toBeGreaterThanOrEqual(13);
       const byDescription = (description: string) => rows.find((row) => row.description === description)!;
       const f2 = rows.filter((row) => row.batch_id === batchF2);
@@ -875,7 +686,7 @@ describe("authorization", () => {
     expectProblem(await harness.get("/v1/entries", null), 401, "unauthorized");
 
     // One entry: the admin, a history:read key and the owning user; another user's entry does not exist for them.
-    const { seq: _seq, created_us: _us, ...expected } = (await readRows(mine)).find((candidate) => candidate.id === myEntry.id)!;
+    const { seq: _seq, created_us: _us, ...expected } = (await readLedgerRows(harness.database, mine)).find((candidate) => candidate.id === myEntry.id)!;
     for (const token of [undefined, reader, user]) {
       const response = await harness.get(`/v1/entries/${myEntry.id}`, token);
       expectStatus(response, 200);
@@ -1071,7 +882,7 @@ describe("stats", () => {
       { at: "2024-04-14T23:59:59.999999Z", type: "usage", amount: "0.1" },
       { at: "2024-04-15T00:00:00Z", type: "grant", amount: "100" },
     ]);
-    const rows = await readRows(account);
+    const rows = await readLedgerRows(harness.database, account);
 
     const cases: [string, string, "day" | "week" | "month", number][] = [
       ["2024-03-01T00:00:00Z", "2024-04-01T00:00:00Z", "day", 31],
@@ -1138,7 +949,7 @@ describe("stats", () => {
     await post.usage("2.5");
     await post.batch([1, 2, 3].map(() => ({ batch_id: "0190b6a0-0000-7000-8000-000000000001", amount: "0.1" })));
     await post.removal("1");
-    const rows = await readRows(account);
+    const rows = await readLedgerRows(harness.database, account);
     const from = new Date(Math.floor(now / 86_400_000) * 86_400_000 - 86_400_000).toISOString();
     const to = new Date(now + 86_400_000).toISOString();
     const body = await stats(account, { from, to, interval: "day" });
