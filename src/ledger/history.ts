@@ -49,6 +49,13 @@ export interface HistoryPosition {
   snapshot: string;
   /** Items strictly older than this position come next. */
   position: string;
+  /**
+   * What the walk already knows and cannot change while it is pinned to its snapshot: the item count, and the
+   * balance right after the next item (the previous page's last balance_after less that item's delta; null when
+   * balances are omitted). Carrying them makes every later page cost O(page). An absent value is recomputed.
+   */
+  total?: number;
+  balance_after_next?: string | null;
 }
 
 export interface HistoryPage {
@@ -170,11 +177,13 @@ export async function listHistory(
   );
   const pageRows = rows.slice(offset, offset + limit);
   const totalsSql = group_batches ? groupedTotalsSql : ungroupedTotalsSql;
-  const total = await countItems(context, account_id, snapshot, group_batches, filters);
+  const total = after?.total ?? (await countItems(context, account_id, snapshot, group_batches, filters));
 
   const withBalances = filters.types === undefined && filters.search === undefined;
   let pageStartBalance: bigint | undefined;
-  if (withBalances && pageRows.length > 0) {
+  if (withBalances && pageRows.length > 0 && offset === 0 && typeof after?.balance_after_next === "string") {
+    pageStartBalance = numericToNanos(after.balance_after_next);
+  } else if (withBalances && pageRows.length > 0) {
     // Everything newer than the first item on this page, whether listed on earlier pages or outside the date range.
     const [above] = await context.database.query<{ delta_sum: string }>(
       totalsSql("above"),
@@ -209,6 +218,14 @@ export async function listHistory(
     total,
     page_start_balance: pageStartBalance === undefined ? null : formatNanos(pageStartBalance),
     snapshot,
-    next: hasMore && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position } : undefined,
+    next:
+      hasMore && pageRows.length > 0
+        ? {
+            snapshot,
+            position: pageRows.at(-1)!.position,
+            total,
+            balance_after_next: running === undefined ? null : formatNanos(running),
+          }
+        : undefined,
   };
 }

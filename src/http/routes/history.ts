@@ -100,6 +100,14 @@ const cursorSchema = (position: z.ZodString) =>
     snapshot: z.string().max(1300).refine(isSnapshot),
     position,
     scope: z.string().length(16),
+    // Carried so later pages need not recount or re-sum (see HistoryPosition). A doctored value only misleads the
+    // caller who doctored it: a cursor is scoped to one account and set of filters the caller may already read.
+    total: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
+    balance_after_next: z
+      .string()
+      .regex(/^-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,9})?$/)
+      .nullable()
+      .optional(),
   });
 /** Account history positions are `seq` values; the all-accounts listing is positioned by entry id. */
 const HistoryCursorSchema = cursorSchema(z.string().regex(/^[1-9][0-9]{0,18}$/));
@@ -123,9 +131,9 @@ function readCursor(
 ): HistoryPosition | undefined {
   if (cursor === undefined) return undefined;
   if (offset !== undefined) throw new TallyError("validation_failed", "send either cursor or offset, not both", { errors: [{ field: "offset", message: "not allowed with cursor" }] });
-  const decoded = decodeCursor(cursor, schema);
-  if (decoded.scope !== scope) throw new TallyError("invalid_cursor", "the cursor belongs to another listing (account or filters differ)");
-  return { snapshot: decoded.snapshot, position: decoded.position };
+  const { scope: issuedFor, ...position } = decodeCursor(cursor, schema);
+  if (issuedFor !== scope) throw new TallyError("invalid_cursor", "the cursor belongs to another listing (account or filters differ)");
+  return position;
 }
 
 async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id: string, input: HistoryQuery) {
