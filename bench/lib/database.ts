@@ -1,0 +1,148 @@
+import { execFileSync } from "node:child_process";
+import os from "node:os";
+import postgres from "postgres";
+import { createServiceKey } from "../../src/auth/service-keys.js";
+import type { Scope } from "../../src/auth/scopes.js";
+import { applyMigrations } from "../../src/db/migrate.js";
+import { connectPostgres } from "../../src/db/postgres.js";
+
+/**
+ * The scratch database. Every scenario starts from an empty database: it is dropped and created again, then
+ * migrated, so no scenario's figures depend on what ran before it. Only the database named by BENCH_DATABASE_URL
+ * (default `tally_bench` on the local server) is ever created or dropped, and only if its name contains "bench",
+ * so a mistyped URL cannot drop a real database.
+ */
+
+export const DEFAULT_BENCH_DATABASE_URL = "postgres://postgres@127.0.0.1:5432/tally_bench";
+
+export interface ScratchDatabase {
+  url: string;
+  name: string;
+  /** Drops (if present) and creates the database, then applies tally's migrations. */
+  reset(): Promise<void>;
+  drop(): Promise<void>;
+}
+
+export function scratchDatabase(url: string): ScratchDatabase {
+  const parsed = new URL(url);
+  const name = decodeURIComponent(parsed.pathname.replace(/^\//, ""));
+  if (!/^[a-z_][a-z0-9_]*$/.test(name) || !name.includes("bench")) {
+    throw new Error(
+      `BENCH_DATABASE_URL must name a scratch database whose name contains "bench" (lower case letters, digits, _); got "${name}". ` +
+        "The benchmark drops and recreates it.",
+    );
+  }
+  const maintenance = new URL(url);
+  maintenance.pathname = "/postgres";
+  const admin = () => postgres(maintenance.toString(), { max: 1, onnotice: () => {}, connect_timeout: 10 });
+
+  async function drop(): Promise<void> {
+    const sql = admin();
+    try {
+      await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  }
+
+  return {
+    url,
+    name,
+    drop,
+    async reset() {
+      const sql = admin();
+      try {
+        await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+        await sql.unsafe(`CREATE DATABASE ${name}`);
+      } finally {
+        await sql.end({ timeout: 5 });
+      }
+      const database = connectPostgres({ url, pool_max: 1, statement_timeout_ms: 600_000 });
+      try {
+        await applyMigrations(database, url);
+      } finally {
+        await database.close();
+      }
+    },
+  };
+}
+
+/** A postgres.js pool on the scratch database, for fills, baselines and checks. */
+export function connect(url: string, max: number): postgres.Sql {
+  return postgres(url, {
+    max,
+    onnotice: () => {},
+    connect_timeout: 10,
+    idle_timeout: 30,
+    connection: { application_name: "tally-bench" },
+  });
+}
+
+export interface Machine {
+  cores: number;
+  cpu_model: string;
+  memory_bytes: number;
+  postgres_version: string;
+  postgres_settings: Record<string, string>;
+  node_version: string;
+  platform: string;
+}
+
+export async function describeMachine(sql: postgres.Sql): Promise<Machine> {
+  const [version] = await sql<{ server_version: string }[]>`SHOW server_version`;
+  const settings = await sql<{ name: string; setting: string; unit: string | null }[]>`
+    SELECT name, setting, unit FROM pg_settings
+    WHERE name IN ('shared_buffers', 'max_connections', 'synchronous_commit', 'fsync', 'work_mem',
+                   'max_parallel_workers_per_gather', 'wal_level')`;
+  return {
+    cores: os.cpus().length,
+    cpu_model: os.cpus()[0]?.model ?? "unknown",
+    memory_bytes: os.totalmem(),
+    postgres_version: version!.server_version,
+    postgres_settings: Object.fromEntries(
+      settings.map((row) => [row.name, row.unit && row.unit !== "" ? `${row.setting} (${row.unit})` : row.setting]),
+    ),
+    node_version: process.version,
+    platform: `${os.platform()} ${os.release()}`,
+  };
+}
+
+/** A service key on the scratch database, made the way `npm run keys -- create` makes one. */
+export async function createBenchKey(url: string, scopes: Scope[]): Promise<string> {
+  const database = connectPostgres({ url, pool_max: 1, statement_timeout_ms: 60_000 });
+  try {
+    return (await createServiceKey(database.orm, { name: `bench-${scopes.join("+")}`, scopes })).key;
+  } finally {
+    await database.close();
+  }
+}
+
+/** Creates `count` accounts named `${prefix}${n}` (n from 1) in one statement. */
+export async function createAccounts(sql: postgres.Sql, prefix: string, count: number): Promise<string[]> {
+  await sql`
+    INSERT INTO accounts (id)
+    SELECT ${prefix} || g FROM generate_series(1, ${count}::int) AS g
+    ON CONFLICT (id) DO NOTHING`;
+  return Array.from({ length: count }, (_, index) => `${prefix}${index + 1}`);
+}
+
+/** Creates the accounts named in `ids`. */
+export async function createNamedAccounts(sql: postgres.Sql, ids: readonly string[]): Promise<void> {
+  await sql`INSERT INTO accounts (id) SELECT unnest(${ids as string[]}::text[]) ON CONFLICT (id) DO NOTHING`;
+}
+
+export interface Source {
+  commit: string | null;
+  /** Uncommitted changes outside bench/ when the scenario ran: the figures may not match the commit. */
+  uncommitted_changes: boolean | null;
+}
+
+/** Which tally was measured: the checked-out commit, and whether src/ and the rest differed from it (read-only git: rev-parse, and status without optional locks, so it never writes the index). */
+export function describeSource(repository_root: string): Source {
+  const git = (...args: string[]) => execFileSync("git", args, { cwd: repository_root, encoding: "utf8", stdio: ["ignore", "pipe", "ignore"] }).trim();
+  try {
+    return { commit: git("rev-parse", "HEAD"), uncommitted_changes: git("--no-optional-locks", "status", "--porcelain", "--", ".", ":(exclude)bench") !== "" };
+  } catch {
+    return { commit: null, uncommitted_changes: null };
+  }
+}
