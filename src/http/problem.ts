@@ -34,6 +34,9 @@ export function problemResponse(c: Context, code: ErrorCode, detail: string, ext
   });
 }
 
+/** Every authenticated route can answer these. */
+export const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
+
 /** Every route that takes a JSON body can answer these. */
 export const BODY_ERRORS = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"] as const;
 

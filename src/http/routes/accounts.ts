@@ -5,8 +5,9 @@ import { formatNanos } from "../../ledger/amount.js";
 import type { LedgerContext } from "../../ledger/context.js";
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
-import { BODY_ERRORS, errorResponses } from "../problem.js";
+import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
 import {
   AccountIdParamsSchema,
   AccountIdSchema,
@@ -20,9 +21,6 @@ import {
 const CreateAccountSchema = z.strictObject({ id: AccountIdSchema, metadata: MetadataSchema.optional() });
 const CreateOwnAccountSchema = z.strictObject({ metadata: MetadataSchema.optional() });
 const AccountCursorSchema = z.strictObject({ after_id: AccountIdSchema });
-const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-const security = [{ bearer: [] }];
-const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
 
 export function accountRoutes(deps: { ledger: LedgerContext }) {
   const { ledger } = deps;
@@ -33,9 +31,9 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/accounts",
         summary: "Create an account (or return the existing one)",
         tags: ["accounts"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("accounts:write")] as const,
-        request: { body: json(CreateAccountSchema) },
+        request: { body: jsonBody(CreateAccountSchema) },
         responses: {
           201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
           200: { description: "Already existed; returned unchanged", content: { "application/json": { schema: AccountSchema } } },
@@ -54,7 +52,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/accounts/{id}",
         summary: "An account with its balance",
         tags: ["accounts"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
         request: { params: AccountIdParamsSchema },
         responses: {
@@ -74,7 +72,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/accounts",
         summary: "Accounts in id order, with balances",
         tags: ["accounts"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireServiceScope("balances:read")] as const,
         request: { query: PageQuerySchema },
         responses: {
@@ -103,7 +101,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/me",
         summary: "The balance of the token's own account",
         tags: ["me"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
         responses: {
           200: { description: "Own balance", content: { "application/json": { schema: BalanceSchema } } },
@@ -121,9 +119,9 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/me",
         summary: "Create the token's own account (or return it)",
         tags: ["me"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
-        request: { body: { ...json(CreateOwnAccountSchema), required: false } },
+        request: { body: { ...jsonBody(CreateOwnAccountSchema), required: false } },
         responses: {
           201: { description: "Created", content: { "application/json": { schema: AccountSchema } } },
           200: { description: "Already existed", content: { "application/json": { schema: AccountSchema } } },

@@ -3,13 +3,11 @@ import { formatNanos } from "../../ledger/amount.js";
 import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances.js";
 import type { LedgerContext } from "../../ledger/context.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
-import { BODY_ERRORS, errorResponses } from "../problem.js";
+import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
 import { AccountIdSchema, AmountSchema, BalanceSchema, amountNanos } from "../schemas.js";
 
-const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-const security = [{ bearer: [] }];
-const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
 
 const BulkQuerySchema = z.strictObject({
   account_ids: z.array(AccountIdSchema).min(1).max(BULK_BALANCE_ACCOUNTS_MAX),
@@ -40,7 +38,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/balances/{account_id}",
         summary: "One account's balance",
         tags: ["balances"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
         request: { params: z.object({ account_id: AccountIdSchema.openapi({ param: { name: "account_id", in: "path" } }) }) },
         responses: {
@@ -60,9 +58,9 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/balances/query",
         summary: `Balances of up to ${BULK_BALANCE_ACCOUNTS_MAX} accounts in one query`,
         tags: ["balances"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
-        request: { body: json(BulkQuerySchema) },
+        request: { body: jsonBody(BulkQuerySchema) },
         responses: {
           200: { description: "Balances in request order", content: { "application/json": { schema: BulkResultSchema } } },
           ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS),
@@ -88,9 +86,9 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/balances/check",
         summary: "Would a debit of this amount fit? (advisory; reserves nothing)",
         tags: ["balances"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("balances:read")] as const,
-        request: { body: json(CheckSchema) },
+        request: { body: jsonBody(CheckSchema) },
         responses: {
           200: { description: "The check", content: { "application/json": { schema: CheckResultSchema } } },
           ...errorResponses(...BODY_ERRORS, "account_not_found", ...AUTH_ERRORS),

@@ -7,6 +7,7 @@ import { TallyError } from "../../errors.js";
 import { requireServiceScope } from "../auth.js";
 import { errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { BEARER_SECURITY } from "../route-parts.js";
 
 export interface StreamLimits {
   /** Comment lines at this interval keep proxies from closing an idle stream. */
@@ -47,7 +48,7 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
         "`id`, `event` (its type) and `data` (JSON: id, type, account_id, balance, time). Heartbeat comments are sent " +
         "every 15 s; a stream ends after an hour, and the client reconnects with Last-Event-ID.",
       tags: ["events"],
-      security: [{ bearer: [] }],
+      security: BEARER_SECURITY,
       middleware: [requireServiceScope("events:read")] as const,
       request: {
         query: z.strictObject({ after: EventIdSchema.optional().openapi({ param: { name: "after", in: "query" } }) }),

@@ -10,12 +10,11 @@ import { STATS_BUCKETS_MAX, STATS_INTERVALS, accountStats, bucketCount } from ".
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import type { AppEnv } from "../env.js";
-import { errorResponses } from "../problem.js";
+import { AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { BEARER_SECURITY } from "../route-parts.js";
 import { AccountIdParamsSchema, EntrySchema, EntryTypeSchema, LIMITS } from "../schemas.js";
 
-const security = [{ bearer: [] }];
-const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
 const DateTimeSchema = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-01T00:00:00Z" });
 const query = (name: string) => ({ param: { name, in: "query" as const } });
 
@@ -174,7 +173,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/accounts/{id}/entries",
         summary: "An account's history, batches grouped, with running balances",
         tags: ["history"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("history:read")] as const,
         request: { params: AccountIdParamsSchema, query: HistoryQuerySchema },
         responses: historyResponses,
@@ -191,7 +190,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/me/entries",
         summary: "The token's own history",
         tags: ["me"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("history:read")] as const,
         request: { query: HistoryQuerySchema },
         responses: historyResponses,
@@ -204,7 +203,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/entries",
         summary: "Entries across all accounts, newest first (admin; not grouped)",
         tags: ["history"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireServiceScope("admin")] as const,
         request: { query: z.strictObject(FilterQuery) },
         responses: {
@@ -237,7 +236,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/entries/{entry_id}",
         summary: "One entry (admin, a key with history:read, or the owning user)",
         tags: ["history"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("history:read")] as const,
         request: { params: z.object({ entry_id: z.uuid().openapi({ param: { name: "entry_id", in: "path" } }) }) },
         responses: {
@@ -262,7 +261,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/accounts/{id}/stats",
         summary: "Totals and a time series over [from, to)",
         tags: ["history"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("history:read")] as const,
         request: {
           params: AccountIdParamsSchema,

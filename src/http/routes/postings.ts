@@ -11,6 +11,7 @@ import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
 import {
   AccountIdSchema,
   AmountSchema,
@@ -23,8 +24,6 @@ import {
   canonicalAmount,
 } from "../schemas.js";
 
-const json = <T extends z.ZodType>(schema: T) => ({ content: { "application/json": { schema } }, required: true });
-const security = [{ bearer: [] }];
 const WRITE_ERRORS = [
   ...BODY_ERRORS,
   "unauthorized",
@@ -94,9 +93,9 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/usage",
         summary: "Post one usage row (never refused for lack of balance)",
         tags: ["postings"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("usage:write")] as const,
-        request: { body: json(UsageSchema) },
+        request: { body: jsonBody(UsageSchema) },
         responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS) },
       }),
       async (c) => {
@@ -111,9 +110,9 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/usage/batch",
         summary: `Post up to ${BATCH_ROWS_MAX} usage rows, all or nothing`,
         tags: ["postings"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("usage:write")] as const,
-        request: { body: json(UsageBatchSchema) },
+        request: { body: jsonBody(UsageBatchSchema) },
         responses: {
           200: {
             description: "Every row is now in the ledger: `inserted` new ones, `replayed` already present with the same body",
@@ -145,9 +144,9 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/credits",
         summary: "Post a credit: purchase, grant, refund or bonus",
         tags: ["postings"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("credits:write")] as const,
-        request: { body: json(CreditSchema) },
+        request: { body: jsonBody(CreditSchema) },
         responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS) },
       }),
       async (c) => {
@@ -162,9 +161,9 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
         path: "/v1/debits",
         summary: "Post a removal; refused with 409 if the balance cannot cover it, unless allow_overdraft",
         tags: ["postings"],
-        security,
+        security: BEARER_SECURITY,
         middleware: [requireScope("debits:write")] as const,
-        request: { body: json(DebitSchema) },
+        request: { body: jsonBody(DebitSchema) },
         responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS, "insufficient_balance") },
       }),
       async (c) => {
