@@ -1,4 +1,5 @@
 import path from "node:path";
+import { SCOPES } from "../src/auth/scopes.js";
 import { setBenchDatabase, waitForQuiet } from "./lib/cpu.js";
 import { connect, createBenchKey, DEFAULT_BENCH_DATABASE_URL, describeMachine, describeSource, scratchDatabase, type Machine } from "./lib/database.js";
 import { loadResults, renderScenario, renderSummary, RESULTS_DIRECTORY, saveResult, updateReadmeSummary, type ScenarioResult } from "./lib/report.js";
@@ -101,15 +102,8 @@ async function runScenario(
       const quiet = await waitForQuiet(20_000);
       if (quiet.waited_ms > 1_500) log(`waited ${(quiet.waited_ms / 1000).toFixed(0)} s for the machine to fall quiet (background now ${quiet.background_cores} cores)`);
     }
-    const key = await createBenchKey(options.database.url, [
-      "usage:write",
-      "credits:write",
-      "debits:write",
-      "balances:read",
-      "history:read",
-      "accounts:write",
-      "events:read",
-    ]);
+    // Every scope but admin, so each route's own scope check is on the measured path.
+    const key = await createBenchKey(options.database.url, SCOPES.filter((scope) => scope !== "admin"));
     const report = await scenario.run({
       scenario: scenario.name,
       quick: options.quick,

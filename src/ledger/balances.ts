@@ -1,4 +1,5 @@
 import type { Queryable } from "../db/port.js";
+import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
 import { TallyError } from "../errors.js";
 import { formatNanos, numericToNanos } from "./amount.js";
 import { refreshQuietly } from "./checkpoints.js";
@@ -16,17 +17,11 @@ export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
 const BALANCES_SQL = `
 SELECT requested.account_id,
        account.id IS NOT NULL AS account_exists,
-       (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0))::text AS balance,
+       ${CHECKPOINT_BALANCE}::text AS balance,
        delta.row_count::text AS delta_rows
 FROM unnest($1::text[]) AS requested(account_id)
 LEFT JOIN accounts AS account ON account.id = requested.account_id
-LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
-LEFT JOIN LATERAL (
-  SELECT SUM(entry.delta) AS total, COUNT(*) AS row_count
-  FROM entries AS entry
-  WHERE entry.account_id = requested.account_id
-    AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
-) AS delta ON true`;
+${CHECKPOINT_JOINS}`;
 
 interface BalanceRow {
   account_id: string;

@@ -1,6 +1,7 @@
 import type { Queryable } from "../db/port.js";
 import type { BalanceEventType } from "../db/schema.js";
 import { canonicalNumeric, numericToNanos } from "./amount.js";
+import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
 import type { LedgerContext } from "./context.js";
 
 /**
@@ -25,22 +26,17 @@ const CROSSING_LOCK_NAMESPACE = 2;
 /** A single global key, taken last (after any per-account lock) so it cannot deadlock. */
 const EVENT_ID_LOCK = [3, 0] as const;
 
-// LATERAL joins, as in the balance read, so the checkpoint's and the watch's boundaries reach the (account_id, xid)
-// index as conditions; a boundary taken from a CTE is opaque to the planner, which then scans the whole table.
+// The credits join is LATERAL for the same reason as CHECKPOINT_JOINS: the watch's boundary must reach the index.
 const EVALUATE_SQL = `
 SELECT
-  (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0))::text AS balance,
+  ${CHECKPOINT_BALANCE}::text AS balance,
   watch.evaluated_snapshot IS NOT NULL AS watched,
   COALESCE(credits.total, 0)::text AS credits_since,
   COALESCE(watch.depleted_since IS NOT NULL, false) AS depleted,
   pg_current_snapshot()::text AS snapshot
 FROM (SELECT $1::text AS account_id) AS requested
 LEFT JOIN balance_watches AS watch ON watch.account_id = requested.account_id
-LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
-LEFT JOIN LATERAL (
-  SELECT SUM(entry.delta) AS total FROM entries AS entry
-  WHERE entry.account_id = requested.account_id AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
-) AS delta ON true
+${CHECKPOINT_JOINS}
 LEFT JOIN LATERAL (
   SELECT SUM(entry.delta) AS total FROM entries AS entry
   WHERE entry.account_id = requested.account_id AND entry.delta > 0

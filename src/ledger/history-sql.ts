@@ -12,6 +12,8 @@
  * newest first. Positions are unique: every row belongs to exactly one item.
  */
 
+import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
+
 const SINGLE_FILTERS = `
   AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))
   AND ($6::text IS NULL OR e.description ILIKE $6::text ESCAPE '\\')
@@ -157,15 +159,10 @@ WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${sin
  * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does.
  */
 export const BALANCE_AS_OF_SQL = `
-SELECT (COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0) - COALESCE(unseen.total, 0))::text AS balance,
+SELECT (${CHECKPOINT_BALANCE} - COALESCE(unseen.total, 0))::text AS balance,
        delta.row_count::text AS delta_rows
 FROM (SELECT $1::text AS account_id) AS requested
-LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
--- LATERAL, as in the balance read, so the boundary reaches the (account_id, xid) index as a condition.
-LEFT JOIN LATERAL (
-  SELECT SUM(entry.delta) AS total, COUNT(*) AS row_count FROM entries AS entry
-  WHERE entry.account_id = requested.account_id AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
-) AS delta ON true
+${CHECKPOINT_JOINS}
 LEFT JOIN LATERAL (
   SELECT SUM(entry.delta) AS total FROM entries AS entry
   WHERE entry.account_id = requested.account_id AND entry.xid >= pg_snapshot_xmin($2::pg_snapshot)
