@@ -129,13 +129,14 @@ async function countItems(
   group_batches: boolean,
   filters: HistoryFilters,
 ): Promise<number> {
+  const params = parameters(account_id, snapshot, null, null, filters);
   const rowLevelFilter = filters.search !== undefined || filters.from !== undefined || filters.to !== undefined;
-  const sql = group_batches || !rowLevelFilter ? groupedTotalsSql("all") : ungroupedTotalsSql("all");
-  const [totals] = await context.database.query<{ item_count: string; row_count?: string }>(
-    sql,
-    parameters(account_id, snapshot, null, null, filters),
-  );
-  return Number(group_batches || totals!.row_count === undefined ? totals!.item_count : totals!.row_count);
+  if (!group_batches && rowLevelFilter) {
+    const [rows] = await context.database.query<{ item_count: string }>(ungroupedTotalsSql("all"), params);
+    return Number(rows!.item_count);
+  }
+  const [totals] = await context.database.query<{ item_count: string; row_count: string }>(groupedTotalsSql("all"), params);
+  return Number(group_batches ? totals!.item_count : totals!.row_count);
 }
 
 /**
