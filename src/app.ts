@@ -16,7 +16,7 @@ import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
-import type { LedgerContext } from "./ledger/context.js";
+import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 
 export interface AppDependencies {

@@ -5,8 +5,8 @@ import { ServiceKeyVerifier } from "./auth/service-keys.js";
 import { ConfigError, parseConfig } from "./config.js";
 import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
-import { createLedgerContext } from "./ledger/context.js";
-import { startEventMaintenance } from "./ledger/event-maintenance.js";
+import { createLedgerContext } from "./ledger/core/context.js";
+import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { createLogger } from "./logger.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */

@@ -1,4 +1,4 @@
-import { numericToNanos } from "../../src/ledger/amount.js";
+import { numericToNanos } from "../../src/ledger/core/amount.js";
 import { createNamedAccounts } from "../lib/database.js";
 import { fillMany } from "../lib/fill.js";
 import { CpuMeter } from "../lib/cpu.js";

@@ -1,8 +1,8 @@
 import type postgres from "postgres";
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
-import { readBalances } from "../../src/ledger/balances.js";
-import { refreshCheckpoint } from "../../src/ledger/checkpoints.js";
-import { insertEntry } from "../../src/ledger/posting.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
+import { readBalances } from "../../src/ledger/balances/balances.js";
+import { refreshCheckpoint } from "../../src/ledger/balances/checkpoints.js";
+import { insertEntry } from "../../src/ledger/posting/posting.js";
 import { connect, createAccounts } from "../lib/database.js";
 import { HttpClient } from "../lib/http.js";
 import { runMeasured, type LoadResult } from "../lib/load.js";

@@ -1,5 +1,5 @@
-import { insertEntry } from "../../src/ledger/posting.js";
-import { uuidv7 } from "../../src/ledger/ids.js";
+import { insertEntry } from "../../src/ledger/posting/posting.js";
+import { uuidv7 } from "../../src/ledger/core/ids.js";
 import { connect, createAccounts } from "../lib/database.js";
 import { HttpClient } from "../lib/http.js";
 import { runInterleaved, type Side } from "../lib/load.js";

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { uuidv7 } from "../../src/ledger/ids.js";
+import { uuidv7 } from "../../src/ledger/core/ids.js";
 import { connect, createAccounts } from "../lib/database.js";
 import { HttpClient } from "../lib/http.js";
 import { runInterleaved, type Side } from "../lib/load.js";

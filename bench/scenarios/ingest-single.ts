@@ -1,4 +1,4 @@
-import { insertEntry } from "../../src/ledger/posting.js";
+import { insertEntry } from "../../src/ledger/posting/posting.js";
 import { connect, createAccounts } from "../lib/database.js";
 import { HttpClient } from "../lib/http.js";
 import { runInterleaved, type LoadResult } from "../lib/load.js";

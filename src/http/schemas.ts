@@ -1,5 +1,5 @@
 import { z } from "@hono/zod-openapi";
-import { AMOUNT_PROBLEM_MESSAGES, formatNanos, parseAmount } from "../ledger/amount.js";
+import { AMOUNT_PROBLEM_MESSAGES, formatNanos, parseAmount } from "../ledger/core/amount.js";
 import { CREDIT_TYPES, ENTRY_TYPES } from "../db/schema.js";
 
 /** Limits on every string and object a client can send. */

@@ -9,9 +9,9 @@
 import { randomInt } from "node:crypto";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
-import { refreshCheckpoint } from "../../src/ledger/checkpoints.js";
-import { uuidv7 } from "../../src/ledger/ids.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
+import { refreshCheckpoint } from "../../src/ledger/balances/checkpoints.js";
+import { uuidv7 } from "../../src/ledger/core/ids.js";
 import { createHarness, type ApiResponse, type Harness } from "../support/harness.js";
 
 // ---------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ import { DirectoryLockedError } from "../../src/db/directory-lock.js";
 import { openEmbedded } from "../../src/db/embedded.js";
 import { openDatabase } from "../../src/db/open.js";
 import type { Database } from "../../src/db/port.js";
-import { createLedgerContext } from "../../src/ledger/context.js";
+import { createLedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
 
 const ADMIN = "embedded-admin-key-0123456789abcdef0123";

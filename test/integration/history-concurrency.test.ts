@@ -12,8 +12,8 @@ import { randomInt, randomUUID } from "node:crypto";
 import { performance } from "node:perf_hooks";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
-import { rollUpBatches } from "../../src/ledger/rollup.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
+import { rollUpBatches } from "../../src/ledger/history/rollup.js";
 import { createHarness, type ApiResponse } from "../support/harness.js";
 import { canonical, modelListing, readLedgerRows, rollUpFully, type Item } from "../support/history-model.js";
 

@@ -12,8 +12,8 @@ import { randomUUID } from "node:crypto";
 import { SignJWT } from "jose";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
-import { rollUpBatches } from "../../src/ledger/rollup.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
+import { rollUpBatches } from "../../src/ledger/history/rollup.js";
 import { JWT_AUDIENCE, JWT_SECRET, createHarness, uniqueId, type ApiResponse } from "../support/harness.js";
 import { ROW_COLUMNS, modelListing, readLedgerRows, rollUpFully, toLedgerRow, type Filters, type Item, type LedgerRow } from "../support/history-model.js";
 

@@ -4,8 +4,8 @@
  * and amounts are exact from 10^-9 to 10^15.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
-import { refreshCheckpoint } from "../../src/ledger/checkpoints.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
+import { refreshCheckpoint } from "../../src/ledger/balances/checkpoints.js";
 import { createHarness, uniqueId, type ApiResponse, type Harness } from "../support/harness.js";
 
 const harness = createHarness({ pool_max: 10 });

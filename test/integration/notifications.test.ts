@@ -1,9 +1,9 @@
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { canonicalNumeric, numericToNanos } from "../../src/ledger/amount.js";
-import { observeAtOrBelowZero } from "../../src/ledger/crossings.js";
-import { listEventsAfter, pruneEvents } from "../../src/ledger/events.js";
-import { DEFAULT_NOTIFY_CHANNEL } from "../../src/ledger/context.js";
+import { canonicalNumeric, numericToNanos } from "../../src/ledger/core/amount.js";
+import { observeAtOrBelowZero } from "../../src/ledger/events/crossings.js";
+import { listEventsAfter, pruneEvents } from "../../src/ledger/events/events.js";
+import { DEFAULT_NOTIFY_CHANNEL } from "../../src/ledger/core/context.js";
 import { createHarness, uniqueId } from "../support/harness.js";
 
 const harness = createHarness({ pool_max: 30 });

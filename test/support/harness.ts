@@ -6,7 +6,7 @@ import { createServiceKey, ServiceKeyVerifier } from "../../src/auth/service-key
 import type { Scope } from "../../src/auth/scopes.js";
 import type { Database } from "../../src/db/port.js";
 import { connectPostgres } from "../../src/db/postgres.js";
-import { createLedgerContext, type LedgerContext } from "../../src/ledger/context.js";
+import { createLedgerContext, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
 
 export const ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789";

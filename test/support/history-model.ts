@@ -5,9 +5,9 @@
  * rows at the seq of its last row; ungrouped, one item per row; newest first, with balance_after the chronological
  * prefix sum. Amounts are exact decimal strings, modelled as BigInt nano-credits.
  */
-import { formatNanos, numericToNanos } from "../../src/ledger/amount.js";
+import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
 import type { Queryable } from "../../src/db/port.js";
-import { rollUpBatches } from "../../src/ledger/rollup.js";
+import { rollUpBatches } from "../../src/ledger/history/rollup.js";
 import type { Harness } from "./harness.js";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));

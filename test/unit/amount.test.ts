@@ -7,7 +7,7 @@ import {
   formatNanos,
   numericToNanos,
   parseAmount,
-} from "../../src/ledger/amount.js";
+} from "../../src/ledger/core/amount.js";
 
 describe("parseAmount accepts only the one spelling", () => {
   it.each([

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { uuidv7 } from "../../src/ledger/ids.js";
+import { uuidv7 } from "../../src/ledger/core/ids.js";
 
 describe("uuidv7", () => {
   it("is a version 7, RFC 9562 variant UUID carrying the millisecond time", () => {

@@ -1,8 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createAccount, getAccount, listAccounts } from "../../ledger/accounts.js";
-import { getBalance } from "../../ledger/balances.js";
-import { formatNanos } from "../../ledger/amount.js";
-import type { LedgerContext } from "../../ledger/context.js";
+import { createAccount, getAccount, listAccounts } from "../../ledger/core/accounts.js";
+import { getBalance } from "../../ledger/balances/balances.js";
+import { formatNanos } from "../../ledger/core/amount.js";
+import type { LedgerContext } from "../../ledger/core/context.js";
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";

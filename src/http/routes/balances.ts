@@ -1,7 +1,7 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { formatNanos } from "../../ledger/amount.js";
-import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances.js";
-import type { LedgerContext } from "../../ledger/context.js";
+import { formatNanos } from "../../ledger/core/amount.js";
+import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances/balances.js";
+import type { LedgerContext } from "../../ledger/core/context.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";

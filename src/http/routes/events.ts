@@ -1,8 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
-import type { LedgerContext } from "../../ledger/context.js";
-import type { BalanceEvent } from "../../ledger/crossings.js";
-import { EVENTS_PAGE_MAX, latestEventId, listEventsAfter } from "../../ledger/events.js";
+import type { LedgerContext } from "../../ledger/core/context.js";
+import type { BalanceEvent } from "../../ledger/events/crossings.js";
+import { EVENTS_PAGE_MAX, latestEventId, listEventsAfter } from "../../ledger/events/events.js";
 import { TallyError } from "../../errors.js";
 import { requireServiceScope } from "../auth.js";
 import { errorResponses } from "../problem.js";

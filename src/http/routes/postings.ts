@@ -1,11 +1,11 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { BATCH_ROWS_MAX, postUsageBatch } from "../../ledger/batch.js";
-import type { LedgerContext } from "../../ledger/context.js";
-import { postCredit } from "../../ledger/credits.js";
-import { postDebit } from "../../ledger/debits.js";
-import type { EntryRequest } from "../../ledger/entry.js";
-import { postEntry, type PostResult } from "../../ledger/posting.js";
+import { BATCH_ROWS_MAX, postUsageBatch } from "../../ledger/posting/batch.js";
+import type { LedgerContext } from "../../ledger/core/context.js";
+import { postCredit } from "../../ledger/posting/credits.js";
+import { postDebit } from "../../ledger/posting/debits.js";
+import type { EntryRequest } from "../../ledger/core/entry.js";
+import { postEntry, type PostResult } from "../../ledger/posting/posting.js";
 import type { EntryType } from "../../db/schema.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";

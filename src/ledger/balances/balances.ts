@@ -1,10 +1,10 @@
-import type { Queryable } from "../db/port.js";
+import type { Queryable } from "../../db/port.js";
 import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
-import { TallyError } from "../errors.js";
-import { formatNanos, numericToNanos } from "./amount.js";
+import { TallyError } from "../../errors.js";
+import { formatNanos, numericToNanos } from "../core/amount.js";
 import { refreshQuietly } from "./checkpoints.js";
-import type { LedgerContext } from "./context.js";
-import { observeAtOrBelowZero } from "./crossings.js";
+import type { LedgerContext } from "../core/context.js";
+import { observeAtOrBelowZero } from "../events/crossings.js";
 
 /** The most accounts one bulk balance query may ask for. */
 export const BULK_BALANCE_ACCOUNTS_MAX = 1000;

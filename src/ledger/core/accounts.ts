@@ -1,8 +1,8 @@
 import { asc, eq, gt } from "drizzle-orm";
-import { accounts } from "../db/schema.js";
-import { TallyError } from "../errors.js";
+import { accounts } from "../../db/schema.js";
+import { TallyError } from "../../errors.js";
 import { formatNanos } from "./amount.js";
-import { getBalances } from "./balances.js";
+import { getBalances } from "../balances/balances.js";
 import type { LedgerContext } from "./context.js";
 
 export interface Account {

@@ -1,5 +1,5 @@
-import type { Queryable } from "../db/port.js";
-import type { LedgerContext } from "./context.js";
+import type { Queryable } from "../../db/port.js";
+import type { LedgerContext } from "../core/context.js";
 
 /**
  * Folds an account's finished entries into its checkpoint.

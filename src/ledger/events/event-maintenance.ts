@@ -1,4 +1,4 @@
-import type { LedgerContext } from "./context.js";
+import type { LedgerContext } from "../core/context.js";
 import { pruneEvents } from "./events.js";
 
 const PRUNE_INTERVAL_MS = 10 * 60 * 1000;

@@ -1,8 +1,8 @@
-import { TallyError } from "../errors.js";
-import { maybeRefreshAfterWrite } from "./checkpoints.js";
-import type { LedgerContext } from "./context.js";
-import { requestHash, type EntryRequest } from "./entry.js";
-import { uuidv7 } from "./ids.js";
+import { TallyError } from "../../errors.js";
+import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
+import type { LedgerContext } from "../core/context.js";
+import { requestHash, type EntryRequest } from "../core/entry.js";
+import { uuidv7 } from "../core/ids.js";
 import { ensureAccountsExist } from "./posting.js";
 
 /** The most rows one batch may carry. */

@@ -1,7 +1,7 @@
-import type { EntryType } from "../db/schema.js";
-import { canonicalNumeric, formatNanos, numericToNanos } from "./amount.js";
-import type { LedgerContext } from "./context.js";
-import { refreshQuietly } from "./checkpoints.js";
+import type { EntryType } from "../../db/schema.js";
+import { canonicalNumeric, formatNanos, numericToNanos } from "../core/amount.js";
+import type { LedgerContext } from "../core/context.js";
+import { refreshQuietly } from "../balances/checkpoints.js";
 import {
   BALANCE_AS_OF_SQL,
   GROUPED_PAGE_SQL,

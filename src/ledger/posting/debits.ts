@@ -1,10 +1,10 @@
-import { TallyError } from "../errors.js";
-import { formatNanos, parseAmount } from "./amount.js";
-import { readBalances } from "./balances.js";
-import { maybeRefreshAfterWrite } from "./checkpoints.js";
-import type { LedgerContext } from "./context.js";
-import { observeAtOrBelowZero } from "./crossings.js";
-import { requestHash, toEntry, type EntryRequest } from "./entry.js";
+import { TallyError } from "../../errors.js";
+import { formatNanos, parseAmount } from "../core/amount.js";
+import { readBalances } from "../balances/balances.js";
+import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
+import type { LedgerContext } from "../core/context.js";
+import { observeAtOrBelowZero } from "../events/crossings.js";
+import { requestHash, toEntry, type EntryRequest } from "../core/entry.js";
 import { ensureAccountsExist, findReplay, insertEntry, postEntry, type PostResult } from "./posting.js";
 
 /** Advisory-lock namespace (the first key of the two-key form) for strict debits. */

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { canonicalNumeric } from "./amount.js";
-import type { EntryType } from "../db/schema.js";
+import type { EntryType } from "../../db/schema.js";
 
 /** An entry as the API returns it. Amounts are canonical decimal strings; `delta` is signed. */
 export interface Entry {

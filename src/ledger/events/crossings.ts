@@ -1,8 +1,8 @@
-import type { Queryable } from "../db/port.js";
-import type { BalanceEventType } from "../db/schema.js";
-import { canonicalNumeric, numericToNanos } from "./amount.js";
-import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
-import type { LedgerContext } from "./context.js";
+import type { Queryable } from "../../db/port.js";
+import type { BalanceEventType } from "../../db/schema.js";
+import { canonicalNumeric, numericToNanos } from "../core/amount.js";
+import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../balances/balance-sql.js";
+import type { LedgerContext } from "../core/context.js";
 
 /**
  * Zero crossings: telling gateways when an account's balance goes back above zero, without ever missing one.

@@ -1,5 +1,5 @@
-import type { Queryable } from "../db/port.js";
-import type { LedgerContext } from "./context.js";
+import type { Queryable } from "../../db/port.js";
+import type { LedgerContext } from "../core/context.js";
 
 /** Advisory-lock namespace for per-account roll-ups. */
 const ROLLUP_LOCK_NAMESPACE = 4;

@@ -1,7 +1,7 @@
-import type { Queryable } from "../db/port.js";
-import { TallyError } from "../errors.js";
-import { maybeRefreshAfterWrite } from "./checkpoints.js";
-import type { LedgerContext } from "./context.js";
+import type { Queryable } from "../../db/port.js";
+import { TallyError } from "../../errors.js";
+import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
+import type { LedgerContext } from "../core/context.js";
 import {
   ENTRY_COLUMNS,
   deltaOf,
@@ -10,8 +10,8 @@ import {
   type Entry,
   type EntryRequest,
   type EntryRow,
-} from "./entry.js";
-import { uuidv7 } from "./ids.js";
+} from "../core/entry.js";
+import { uuidv7 } from "../core/ids.js";
 
 export interface PostResult {
   entry: Entry;

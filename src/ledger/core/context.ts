@@ -1,5 +1,5 @@
-import type { Database } from "../db/port.js";
-import { EventHub } from "./event-hub.js";
+import type { Database } from "../../db/port.js";
+import { EventHub } from "../events/event-hub.js";
 import { KnownAccounts } from "./known-accounts.js";
 
 /** The narrow logging surface the domain needs; pino's logger satisfies it. */

@@ -1,5 +1,5 @@
-import { ENTRY_COLUMNS, toEntry, type Entry, type EntryRow } from "./entry.js";
-import type { LedgerContext } from "./context.js";
+import { ENTRY_COLUMNS, toEntry, type Entry, type EntryRow } from "../core/entry.js";
+import type { LedgerContext } from "../core/context.js";
 import { ALL_ENTRIES_COUNT_SQL, ALL_ENTRIES_PAGE_SQL } from "./history-sql.js";
 import { currentSnapshot, likePattern, type HistoryFilters, type HistoryPosition } from "./history.js";
 

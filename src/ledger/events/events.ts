@@ -1,5 +1,5 @@
-import type { Queryable } from "../db/port.js";
-import { canonicalNumeric } from "./amount.js";
+import type { Queryable } from "../../db/port.js";
+import { canonicalNumeric } from "../core/amount.js";
 import type { BalanceEvent } from "./crossings.js";
 
 export const EVENTS_PAGE_MAX = 500;

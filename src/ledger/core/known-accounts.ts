@@ -1,4 +1,4 @@
-import type { Queryable } from "../db/port.js";
+import type { Queryable } from "../../db/port.js";
 
 /**
  * Which accounts exist, cached in process. Entries carry no foreign key to accounts (it would lock the account row

@@ -12,7 +12,7 @@
  * newest first. Positions are unique: every row belongs to exactly one item.
  */
 
-import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "./balance-sql.js";
+import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../balances/balance-sql.js";
 
 const SINGLE_FILTERS = `
   AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))

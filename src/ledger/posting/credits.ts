@@ -1,6 +1,6 @@
-import type { LedgerContext } from "./context.js";
-import { evaluateCrossing } from "./crossings.js";
-import type { EntryRequest } from "./entry.js";
+import type { LedgerContext } from "../core/context.js";
+import { evaluateCrossing } from "../events/crossings.js";
+import type { EntryRequest } from "../core/entry.js";
 import { postEntry, type PostResult } from "./posting.js";
 
 /**

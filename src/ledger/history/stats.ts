@@ -1,6 +1,6 @@
-import { formatNanos, numericToNanos } from "./amount.js";
-import type { LedgerContext } from "./context.js";
-import type { EntryType } from "../db/schema.js";
+import { formatNanos, numericToNanos } from "../core/amount.js";
+import type { LedgerContext } from "../core/context.js";
+import type { EntryType } from "../../db/schema.js";
 
 export const STATS_INTERVALS = ["day", "week", "month"] as const;
 export type StatsInterval = (typeof STATS_INTERVALS)[number];
