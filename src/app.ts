@@ -18,6 +18,7 @@ import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
+import { databaseSigner, type Signer } from "./signing/signer.js";
 
 export interface AppDependencies {
   database: Database;
@@ -26,6 +27,8 @@ export interface AppDependencies {
   logger: Logger;
   limits: { max_body_bytes: number; request_timeout_ms: number; cors_origins: string[] };
   stream_limits?: StreamLimits;
+  /** Signs cursors; by default with the key kept in the database (src/signing/signing-key.ts). */
+  signer?: Signer;
 }
 
 /** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
@@ -35,6 +38,7 @@ const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOU
 export function createApp(deps: AppDependencies) {
   const app = new OpenAPIHono<AppEnv>();
   const { logger, limits } = deps;
+  const signer = deps.signer ?? databaseSigner(deps.database);
 
   app.use(requestId({ headerName: "X-Request-Id" }));
   app.use(requestLog(logger));
@@ -59,10 +63,10 @@ export function createApp(deps: AppDependencies) {
   app.use("/v1/*", authenticate(deps.authenticators));
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
-  app.route("/", accountRoutes({ ledger: deps.ledger }));
+  app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));
-  app.route("/", historyRoutes({ ledger: deps.ledger }));
+  app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -186,3 +186,13 @@ export const rollupBoundaries = pgTable("rollup_boundaries", {
   xidBoundary: xid8("xid_boundary").notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });
+
+/**
+ * Secrets the server creates for itself, once, and every process sharing the database reads: the key that signs
+ * cursors (src/signing/). Created with INSERT … ON CONFLICT DO NOTHING, so processes starting together agree on one.
+ */
+export const serverSecrets = pgTable("server_secrets", {
+  name: text("name").primaryKey(),
+  secret: text("secret").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+});

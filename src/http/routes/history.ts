@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createHash } from "node:crypto";
 import type { Context } from "hono";
 import { TallyError } from "../../errors.js";
 import { getEntry, listAllEntries } from "../../ledger/history/all-entries.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import type { Signer } from "../../signing/signer.js";
 import { ensureAccountsExist } from "../../ledger/posting/posting.js";
 import { HISTORY_OFFSET_MAX, HISTORY_PAGE_SIZE_MAX, listHistory, type HistoryFilters, type HistoryPosition } from "../../ledger/history/history.js";
 import { STATS_BUCKETS_MAX, STATS_INTERVALS, accountStats, bucketCount } from "../../ledger/history/stats.js";
@@ -81,32 +81,16 @@ const HistoryPageSchema = z
   })
   .openapi("HistoryPage");
 
-const XID_MAX = 2n ** 63n - 1n;
-
-/** A pg_snapshot as PostgreSQL prints it, checked as PostgreSQL would, so a doctored cursor is a 400, not a 500. */
-function isSnapshot(text: string): boolean {
-  const match = /^([0-9]{1,19}):([0-9]{1,19}):((?:[0-9]{1,19},){0,200}[0-9]{0,19})$/.exec(text);
-  if (!match) return false;
-  const xmin = BigInt(match[1]!);
-  const xmax = BigInt(match[2]!);
-  const inProgress = match[3] === "" ? [] : match[3]!.split(",").map(BigInt);
-  if (xmin < 1n || xmin > xmax || xmax > XID_MAX) return false;
-  return inProgress.every((xid, index) => xid >= xmin && xid < xmax && (index === 0 || xid > inProgress[index - 1]!));
-}
-
+/**
+ * What a history cursor carries. It is signed, so these are the server's own values; the shape check only guards
+ * against a cursor from an older version of tally.
+ */
 const cursorSchema = (position: z.ZodString) =>
   z.strictObject({
-    snapshot: z.string().max(1300).refine(isSnapshot),
+    snapshot: z.string(),
     position,
-    scope: z.string().length(16),
-    // Carried so later pages need not recount or re-sum (see HistoryPosition). A doctored value only misleads the
-    // caller who doctored it: a cursor is scoped to one account and set of filters the caller may already read.
-    total: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    balance_after_next: z
-      .string()
-      .regex(/^-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,9})?$/)
-      .nullable()
-      .optional(),
+    total: z.number().int().min(0).optional(),
+    balance_below: z.string().nullable().optional(),
   });
 /** Account history positions are `seq` values; the all-accounts listing is positioned by entry id. */
 const HistoryCursorSchema = cursorSchema(z.string().regex(/^[1-9][0-9]{0,18}$/));
@@ -117,28 +101,24 @@ function toFilters(input: { type?: string | string[]; search?: string; from?: st
   return { types: types as HistoryFilters["types"], search: input.search, from: input.from, to: input.to };
 }
 
-/** Binds a cursor to the listing that issued it, so it cannot be replayed against other filters or accounts. */
-function cursorScope(parts: unknown): string {
-  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
-}
-
-function readCursor(
+async function readCursor(
+  signer: Signer,
   cursor: string | undefined,
   offset: number | undefined,
-  scope: string,
+  binding: unknown,
   schema: typeof HistoryCursorSchema,
-): HistoryPosition | undefined {
+): Promise<HistoryPosition | undefined> {
   if (cursor === undefined) return undefined;
   if (offset !== undefined) throw new TallyError("validation_failed", "send either cursor or offset, not both", { errors: [{ field: "offset", message: "not allowed with cursor" }] });
-  const { scope: issuedFor, ...position } = decodeCursor(cursor, schema);
-  if (issuedFor !== scope) throw new TallyError("invalid_cursor", "the cursor belongs to another listing (account or filters differ)");
-  return position;
+  return decodeCursor(signer, binding, cursor, schema);
 }
 
-async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id: string, input: HistoryQuery) {
+async function historyPage(c: Context<AppEnv>, deps: HistoryDependencies, account_id: string, input: HistoryQuery) {
+  const { ledger, signer } = deps;
   const filters = toFilters(input);
-  const scope = cursorScope([account_id, input.group_batches, filters]);
-  const after = readCursor(input.cursor, input.offset, scope, HistoryCursorSchema);
+  // A cursor is bound to the account and every parameter that shapes the listing (not the page size).
+  const binding = ["history", account_id, input.group_batches, filters];
+  const after = await readCursor(signer, input.cursor, input.offset, binding, HistoryCursorSchema);
   await ensureAccountsExist(ledger, [account_id]);
   const page = await listHistory(ledger, {
     account_id,
@@ -153,7 +133,7 @@ async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id
       items: page.items,
       total: page.total,
       page_start_balance: page.page_start_balance,
-      next_cursor: page.next === undefined ? null : encodeCursor({ ...page.next, scope }),
+      next_cursor: page.next === undefined ? null : await encodeCursor(signer, binding, { ...page.next }),
     },
     200,
   );
@@ -164,8 +144,13 @@ const historyResponses = {
   ...errorResponses("validation_failed", "invalid_cursor", "account_not_found", ...AUTH_ERRORS),
 };
 
-export function historyRoutes(deps: { ledger: LedgerContext }) {
-  const { ledger } = deps;
+interface HistoryDependencies {
+  ledger: LedgerContext;
+  signer: Signer;
+}
+
+export function historyRoutes(deps: HistoryDependencies) {
+  const { ledger, signer } = deps;
   return createRouter()
     .openapi(
       createRoute({
@@ -181,7 +166,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { id } = c.req.valid("param");
         authorizeAccounts(c, [id]);
-        return historyPage(c, ledger, id, c.req.valid("query"));
+        return historyPage(c, deps, id, c.req.valid("query"));
       },
     )
     .openapi(
@@ -195,7 +180,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         request: { query: HistoryQuerySchema },
         responses: historyResponses,
       }),
-      async (c) => historyPage(c, ledger, ownAccountId(c), c.req.valid("query")),
+      async (c) => historyPage(c, deps, ownAccountId(c), c.req.valid("query")),
     )
     .openapi(
       createRoute({
@@ -221,11 +206,11 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const input = c.req.valid("query");
         const filters = toFilters(input);
-        const scope = cursorScope(["*", filters]);
-        const after = readCursor(input.cursor, input.offset, scope, AllEntriesCursorSchema);
+        const binding = ["entries", filters];
+        const after = await readCursor(signer, input.cursor, input.offset, binding, AllEntriesCursorSchema);
         const page = await listAllEntries(ledger, { limit: input.limit, offset: input.offset ?? 0, after, filters });
         return c.json(
-          { items: page.items, total: page.total, next_cursor: page.next === undefined ? null : encodeCursor({ ...page.next, scope }) },
+          { items: page.items, total: page.total, next_cursor: page.next === undefined ? null : await encodeCursor(signer, binding, { ...page.next }) },
           200,
         );
       },
