@@ -15,7 +15,39 @@ import { createRouter } from "../router.js";
 import { BEARER_SECURITY } from "../route-parts.js";
 import { AccountIdParamsSchema, EntrySchema, EntryTypeSchema, LIMITS } from "../schemas.js";
 
-const DateTimeSchema = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-01T00:00:00Z" });
+/** The instants a query may name: wide enough for any ledger, narrow enough that every driver and date function copes. */
+const INSTANT_MIN_MS = Date.parse("1970-01-01T00:00:00Z");
+const INSTANT_MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+/** Real zones span UTC−12:00 to UTC+14:00; anything beyond is a typo, and PostgreSQL refuses some of it. */
+const OFFSET_MIN_MINUTES = -12 * 60;
+const OFFSET_MAX_MINUTES = 14 * 60;
+
+function offsetMinutes(text: string): number {
+  const match = /([+-])(\d{2}):?(\d{2})$/.exec(text);
+  if (!match || text.endsWith("Z")) return 0;
+  return (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3]));
+}
+
+const DateTimeSchema = z.iso
+  .datetime({ offset: true })
+  .refine(
+    (text) => {
+      const offset = offsetMinutes(text);
+      return offset >= OFFSET_MIN_MINUTES && offset <= OFFSET_MAX_MINUTES;
+    },
+    { message: "the zone offset must be between -12:00 and +14:00" },
+  )
+  .refine(
+    (text) => {
+      const instant = Date.parse(text);
+      return Number.isFinite(instant) && instant >= INSTANT_MIN_MS && instant <= INSTANT_MAX_MS;
+    },
+    { message: "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z" },
+  )
+  .openapi({
+    example: "2026-11-01T00:00:00Z",
+    description: "ISO 8601 with a zone (Z or an offset from -12:00 to +14:00), from 1970-01-01 to 9999-12-31 UTC.",
+  });
 const query = (name: string) => ({ param: { name, in: "query" as const } });
 
 const FilterQuery = {
@@ -27,6 +59,8 @@ const FilterQuery = {
     .string()
     .min(1)
     .max(200)
+    // PostgreSQL text cannot hold NUL; the other characters are searched for as they are.
+    .refine((text) => !text.includes("\u0000"), { message: "must not contain the NUL character" })
     .optional()
     .openapi({ ...query("search"), description: "Case-insensitive substring of the description; `%`, `_` and `\\` are literal." }),
   from: DateTimeSchema.optional().openapi({ ...query("from"), description: "Inclusive lower bound on created_at (a batch: its last row)." }),
