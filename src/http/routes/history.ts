@@ -66,7 +66,16 @@ const FilterQuery = {
   from: DateTimeSchema.optional().openapi({ ...query("from"), description: "Inclusive lower bound on created_at (a batch: its last row)." }),
   to: DateTimeSchema.optional().openapi({ ...query("to"), description: "Inclusive upper bound on created_at (a batch: its last row)." }),
   limit: z.coerce.number().int().min(1).max(HISTORY_PAGE_SIZE_MAX).default(LIMITS.page_size_default).openapi(query("limit")),
-  cursor: z.string().max(2048).optional().openapi(query("cursor")),
+  cursor: z
+    .string()
+    .max(2048)
+    .optional()
+    .openapi({
+      ...query("cursor"),
+      description:
+        "The previous page's `next_cursor`, with the same filters and grouping (the page size may change). Signed: an " +
+        "altered cursor, one from another listing, or one older than 24 hours is `400 invalid_cursor`.",
+    }),
   offset: z.coerce
     .number()
     .int()
@@ -101,7 +110,13 @@ const HistoryItemSchema = z
     first_created_at: z.string(),
     last_created_at: z.string(),
     balance_after: z.string().nullable().openapi({
-      description: "The balance right after this item (a batch: after its last row). Null when type or search is set.",
+      description:
+        "The account balance right after this item in listing order, as of the moment the walk's first page was read: " +
+        "that balance less the deltas of every item listed above this one in the unfiltered listing. Items count whole: " +
+        "a batch item stands at its latest row, so all of its rows count at that point, and an entry posted between two " +
+        "of its rows is listed (and counted) before it. Listing order is insertion order, which under concurrency can " +
+        "differ from created_at (a transaction's start). `from`/`to` only choose which items are shown; an item's " +
+        "balance_after is the same with or without them. Null when `type` or `search` is set.",
     }),
   })
   .openapi("HistoryItem");
@@ -111,7 +126,7 @@ const HistoryPageSchema = z
     items: z.array(HistoryItemSchema),
     total: z.number().int(),
     page_start_balance: z.string().nullable().openapi({ description: "balance_after of the page's first item." }),
-    next_cursor: z.string().nullable(),
+    next_cursor: z.string().nullable().openapi({ description: "Signed; valid for 24 hours and only for this listing with the same parameters." }),
   })
   .openapi("HistoryPage");
 
