@@ -8,9 +8,10 @@
  *
  * The interleavings are made deterministic with a raw connection that holds a transaction open while the API posts.
  */
-import { randomUUID } from "node:crypto";
+import { randomInt, randomUUID } from "node:crypto";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
+import { cursorData } from "../support/cursors.js";
 import { createHarness, type ApiResponse } from "../support/harness.js";
 import { modelListing, readLedgerRows, rollUpFully, type Filters, type Item, type LedgerRow } from "../support/history-model.js";
 
@@ -183,9 +184,16 @@ describe("balance_after with from/to when created_at and position disagree", () 
           for (const filters of boundaryFilters(rows)) {
             for (const group of [true, false]) {
               const expected = modelListing(rows, group, filters).items;
+              const params = { from: filters.from, to: filters.to, group_batches: String(group) };
               for (const limit of [1, 2, 500]) {
-                const items = await walk(account, { from: filters.from, to: filters.to, group_batches: String(group) }, limit);
+                const items = await walk(account, params, limit);
                 expect(items, `${JSON.stringify(filters)} group=${group} limit=${limit}`).toEqual(expected);
+              }
+              // Offset pages compute the first item's balance afresh instead of carrying it.
+              for (let offset = 1; offset < expected.length; offset++) {
+                const response = await harness.get(url(`/v1/accounts/${account}/entries`, { ...params, limit: "2", offset: String(offset) }));
+                expectStatus(response, 200);
+                expect(response.body.items, `${JSON.stringify(filters)} group=${group} offset=${offset}`).toEqual(expected.slice(offset, offset + 2));
               }
             }
           }
@@ -195,6 +203,76 @@ describe("balance_after with from/to when created_at and position disagree", () 
       }, 120_000);
     }
   }
+});
+
+describe("balance_after with from/to while writers post", () => {
+  it("cursor walks with date filters, pinned to their snapshot, equal the model while slow batches and usage interleave", async () => {
+    const account = await harness.createAccount();
+    expectStatus(await harness.post("/v1/credits", { account_id: account, type: "purchase", amount: "1000", idempotency_key: `c-${++keyCounter}` }), 201);
+    let writing = true;
+    // Slow batches: the transaction starts, waits while others post, then inserts and commits (older by created_at,
+    // newer by position than what posted meanwhile).
+    const slow = async () => {
+      while (writing) {
+        const connection = await begin();
+        await sleep(randomInt(5, 40));
+        await insertBatchRows(connection, account, randomUUID(), randomInt(1, 10));
+        await commit(connection);
+        await sleep(randomInt(0, 20));
+      }
+    };
+    const fast = async (writer: number) => {
+      for (let count = 0; writing; count++) {
+        if ((count + writer) % 5 === 0) {
+          expectStatus(await harness.post("/v1/credits", { account_id: account, type: "grant", amount: "3", idempotency_key: `c-${++keyCounter}` }), 201);
+        } else if ((count + writer) % 5 === 1) {
+          const batch_id = randomUUID();
+          const entries = Array.from({ length: randomInt(1, 4) }, () => ({ account_id: account, amount: "0.25", idempotency_key: `b-${++keyCounter}`, batch_id }));
+          expectStatus(await harness.post("/v1/usage/batch", { entries }), 200);
+        } else {
+          await postUsage(account, "0.5", `writer ${writer}`);
+        }
+        await sleep(randomInt(0, 10));
+      }
+    };
+    const writers = [slow(), slow(), ...Array.from({ length: 4 }, (_, writer) => fast(writer))];
+    let walks = 0;
+    try {
+      await sleep(300);
+      for (let round = 0; round < 6; round++) {
+        const rows = await readLedgerRows(harness.database, account);
+        const times = [...new Set(rows.map((row) => row.created_us))].sort();
+        const pick = () => times[randomInt(0, times.length)]!;
+        const [low, high] = [pick(), pick()].sort() as [string, string];
+        const filters: Filters = round % 3 === 0 ? { from: low } : round % 3 === 1 ? { to: high } : { from: low, to: high };
+        for (const group of [true, false]) {
+          const items: Item[] = [];
+          let cursor: string | undefined;
+          let snapshot: string | undefined;
+          for (;;) {
+            const response = await harness.get(url(`/v1/accounts/${account}/entries`, { from: filters.from, to: filters.to, group_batches: String(group), limit: "25", cursor }));
+            expectStatus(response, 200);
+            items.push(...(response.body.items as Item[]));
+            expect(items.length, "runaway walk").toBeLessThan(20_000);
+            if (response.body.next_cursor === null) break;
+            cursor = response.body.next_cursor as string;
+            snapshot ??= cursorData(cursor).snapshot as string;
+          }
+          if (snapshot === undefined) continue;
+          walks++;
+          const visible = await readLedgerRows(harness.database, account, snapshot);
+          expect(items, `${JSON.stringify(filters)} group=${group}`).toEqual(modelListing(visible, group, filters).items);
+        }
+      }
+    } finally {
+      writing = false;
+      await Promise.all(writers);
+    }
+    expect(walks).toBeGreaterThan(4);
+    // The interleaving happened: some item is older by created_at than one listed below it.
+    const rows = modelListing(await readLedgerRows(harness.database, account), true).items;
+    expect(rows.some((item, index) => index + 1 < rows.length && item.last_created_at < rows[index + 1]!.last_created_at)).toBe(true);
+  }, 180_000);
 });
 
 /** Holds the account's roll-up lock (namespace 4, see rollup.ts), so listings group unfolded rows on the fly. */
