@@ -171,11 +171,11 @@ describe("balance_after with from/to when created_at and position disagree", () 
     // The batch's first row is listed above the single usage (its position is higher), so it stands after it.
     expect(ungroupedTo.at(-2)!.balance_after).toBe("989.999");
     expect(ungroupedTo[0]!.balance_after).toBe("980");
-  }, 120_000);
+  }, 300_000);
 
   for (const scenario of scenarios) {
     for (const rollups of ["folded", "grouped on the fly"] as const) {
-      it(`${scenario.name} (${rollups}): every from/to, every page size, equals the model`, async () => {
+      it(`${scenario.name} (${rollups}): every from/to, by cursor and by offset, equals the model`, async () => {
         const account = await scenario.build(3);
         if (rollups === "folded") await rollUpFully(harness, account);
         const rows = await readLedgerRows(harness.database, account);
@@ -185,7 +185,8 @@ describe("balance_after with from/to when created_at and position disagree", () 
             for (const group of [true, false]) {
               const expected = modelListing(rows, group, filters).items;
               const params = { from: filters.from, to: filters.to, group_batches: String(group) };
-              for (const limit of [1, 2, 500]) {
+              // One item a page puts every gap between pages; a whole page puts them all inside one.
+              for (const limit of [1, 500]) {
                 const items = await walk(account, params, limit);
                 expect(items, `${JSON.stringify(filters)} group=${group} limit=${limit}`).toEqual(expected);
               }
@@ -200,7 +201,7 @@ describe("balance_after with from/to when created_at and position disagree", () 
         } finally {
           await lock?.release();
         }
-      }, 120_000);
+      }, 300_000);
     }
   }
 });

@@ -250,7 +250,9 @@ async function runningBalances(
   const top = carried === undefined ? pageRows[0]!.position : after!.position;
 
   const gaps = new Map<string, bigint>();
-  if (filters.from !== undefined || filters.to !== undefined) {
+  // Without a date filter nothing between listed items is left out; with one item and no carried balance, there is
+  // no range between them.
+  if ((filters.from !== undefined || filters.to !== undefined) && top !== pageRows.at(-1)!.position) {
     const anchors = [...new Set([top, ...pageRows.map((row) => row.position)])];
     const rows = await context.database.query<{ anchor: string; delta_sum: string }>(gapSumsSql(group_batches), [
       ...parameters(account_id, snapshot, top, null, unfiltered),
