@@ -176,15 +176,17 @@ describe("refunds and reversals", () => {
 
   it("a refund restores a blocked account and the gateway is told", async () => {
     const account = await harness.createAccount();
+    await credit(account, "2");
     const original = await usage(account, "5");
-    expect(await balance(account)).toBe("-5"); // an observation at or below zero
-    expectStatus(await refund(original, { amount: "5" }), 201);
+    expect(await balance(account)).toBe("-3"); // an observation at or below zero: the gateway blocks
     expect(await events(account)).toEqual([
-      { type: "balance_depleted", balance: "-5" },
+      { type: "balance_restored", balance: "2" },
+      { type: "balance_depleted", balance: "-3" },
     ]);
-    await credit(account, "1");
+    expectStatus(await refund(original, { amount: "4" }), 201);
     expect(await events(account)).toEqual([
-      { type: "balance_depleted", balance: "-5" },
+      { type: "balance_restored", balance: "2" },
+      { type: "balance_depleted", balance: "-3" },
       { type: "balance_restored", balance: "1" },
     ]);
   });
@@ -388,6 +390,48 @@ describe("transfers", () => {
       [[a, b, c]],
     );
     expect(legs).toEqual({ outs: "10", ins: "10", unpaired: "0" });
+  });
+});
+
+describe("corrections racing other writes", () => {
+  it("strict reversals racing strict debits on one account never overdraw it and never deadlock", async () => {
+    const account = await harness.createAccount();
+    const purchase = await credit(account, "10");
+    const reversals = Array.from({ length: 20 }, () => refund(purchase, { amount: "1" }));
+    const debits = Array.from({ length: 20 }, () =>
+      harness.post("/v1/debits", { account_id: account, amount: "1", idempotency_key: nextKey("d") }),
+    );
+    const responses = await Promise.all([...reversals, ...debits]);
+    const written = responses.filter((response) => response.status === 201);
+    expect(written).toHaveLength(10);
+    for (const response of responses.filter((r) => r.status !== 201)) {
+      expect(response.status, JSON.stringify(response.body)).toBe(409);
+      expect(["exceeds_original", "insufficient_balance"]).toContain(response.body.code);
+    }
+    expect(await ledgerSum(account)).toBe("0");
+    const reversed = written.filter((response) => response.body.type === "reversal").length;
+    expect((await harness.get(`/v1/entries/${purchase}`)).body.refunded_amount).toBe(String(reversed));
+  });
+
+  it("transfers in both directions at once never deadlock and keep both sums exact", async () => {
+    const a = await harness.createAccount();
+    const b = await harness.createAccount();
+    await credit(a, "100");
+    await credit(b, "100");
+    const responses = await Promise.all(
+      Array.from({ length: 30 }, (_, index) =>
+        harness.post("/v1/transfers", {
+          from_account_id: index % 2 ? a : b,
+          to_account_id: index % 2 ? b : a,
+          amount: "1.5",
+          idempotency_key: nextKey("t"),
+        }),
+      ),
+    );
+    for (const response of responses) expectStatus(response, 201);
+    expect(await ledgerSum(a)).toBe("100");
+    expect(await ledgerSum(b)).toBe("100");
+    expect(await rowCount([a, b])).toBe(62);
   });
 });
 

@@ -97,6 +97,7 @@ export async function refundEntry(
     description: request.description,
     metadata: request.metadata,
   });
+  // What the replay lookup needs (account and key); the amount is only known under the lock.
   const keyed: EntryRequest = {
     account_id: original.account_id,
     type,
