@@ -16,6 +16,7 @@ import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
+import { holdRoutes } from "./http/routes/holds.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 
@@ -64,6 +65,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", postingRoutes({ ledger: deps.ledger }));
   app.route("/", historyRoutes({ ledger: deps.ledger }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
+  app.route("/", holdRoutes({ ledger: deps.ledger }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

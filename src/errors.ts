@@ -19,6 +19,9 @@ export const ERROR_CATALOGUE = {
   service_unavailable: { status: 503, title: "The service cannot reach its database" },
   stream_limit_reached: { status: 503, title: "This process serves as many event streams as it allows; retry later" },
   request_timeout: { status: 504, title: "The request took too long" },
+  hold_not_found: { status: 404, title: "The hold does not exist" },
+  hold_not_active: { status: 409, title: "The hold is already closed by a different capture or a release" },
+  too_many_active_holds: { status: 409, title: "The account has as many active holds as it may" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -63,6 +63,8 @@ export const entries = pgTable(
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),
+    // The hold a capture closed (src/ledger/holds/); null for every other entry.
+    holdId: uuid("hold_id"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -186,3 +188,5 @@ export const rollupBoundaries = pgTable("rollup_boundaries", {
   xidBoundary: xid8("xid_boundary").notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });
+
+export * from "./holds-schema.js";

@@ -99,6 +99,7 @@ export const EntrySchema = z
     description: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
     created_at: z.iso.datetime(),
+    hold_id: z.uuid().nullable().openapi({ description: "The hold this usage captured; null for other entries." }),
   })
   .openapi("Entry");
 
@@ -110,10 +111,18 @@ export const AccountSchema = z
   })
   .openapi("Account");
 
-export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string() }).openapi("AccountWithBalance");
+/** The balance less the account's active, unexpired holds; it may be negative (usage is never refused). */
+export const AvailableSchema = z.string().openapi({
+  description: "The balance less the account's active holds. Holds never change the balance itself.",
+  example: "10.5",
+});
+
+export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string(), available: AvailableSchema }).openapi(
+  "AccountWithBalance",
+);
 
 export const BalanceSchema = z
-  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }) })
+  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }), available: AvailableSchema })
   .openapi("Balance");
 
 export const AccountIdParamsSchema = z.object({

@@ -41,7 +41,7 @@ export interface Harness {
  * The app in-process against the real test database, over a pool big enough for the concurrency tests. `token`
  * defaults to the admin key; pass null to send no credentials.
  */
-export function createHarness(options: { refresh_every?: number; delta_max?: number; pool_max?: number; random?: () => number; max_body_bytes?: number } = {}): Harness {
+export function createHarness(options: { refresh_every?: number; delta_max?: number; pool_max?: number; random?: () => number; max_body_bytes?: number; now?: () => Date } = {}): Harness {
   const databaseUrl = inject("databaseUrl");
   const database = connectPostgres({ url: databaseUrl, pool_max: options.pool_max ?? 40, statement_timeout_ms: 60_000 });
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
@@ -51,6 +51,7 @@ export function createHarness(options: { refresh_every?: number; delta_max?: num
     refresh_every: options.refresh_every ?? 1000,
     delta_max: options.delta_max ?? 5000,
     random: options.random,
+    now: options.now,
   });
   const app = createApp({
     database,

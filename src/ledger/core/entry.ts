@@ -14,6 +14,8 @@ export interface Entry {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: string;
+  /** The hold this usage entry captured (src/ledger/holds/); null otherwise. */
+  hold_id: string | null;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -25,6 +27,8 @@ export interface EntryRequest {
   batch_id: string | null;
   description: string | null;
   metadata: Record<string, unknown> | null;
+  /** Set only by a hold capture. */
+  hold_id?: string | null;
 }
 
 export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal"]);
@@ -35,7 +39,8 @@ export function deltaOf(type: EntryType, amount: string): string {
 
 /** The columns every query that returns entries selects, in the shape `toEntry` reads. */
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at`;
+  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
+  hold_id::text AS hold_id`;
 
 export interface EntryRow {
   id: string;
@@ -49,6 +54,7 @@ export interface EntryRow {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: Date | string;
+  hold_id?: string | null;
 }
 
 export function toEntry(row: EntryRow): Entry {
@@ -63,10 +69,11 @@ export function toEntry(row: EntryRow): Entry {
     description: row.description,
     metadata: row.metadata,
     created_at: new Date(row.created_at).toISOString(),
+    hold_id: row.hold_id ?? null,
   };
 }
 
-function canonicalJson(value: unknown): string {
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const keys = Object.keys(value).sort();

@@ -24,8 +24,8 @@ export interface PostResult {
  * unique index for the first to commit and then inserts nothing, so any number of identical requests make one row.
  */
 const INSERT_SQL = `
-INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb)
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata, hold_id)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -43,6 +43,7 @@ export async function insertEntry(database: Queryable, request: EntryRequest, ha
     request.batch_id,
     request.description,
     request.metadata === null ? null : JSON.stringify(request.metadata),
+    request.hold_id ?? null,
   ]);
   return rows[0];
 }
