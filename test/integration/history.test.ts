@@ -766,6 +766,7 @@ describe("GET /v1/entries (all accounts)", () => {
       description: first.body.items[0].description,
       metadata: first.body.items[0].metadata,
       created_at: expect.any(String),
+      hold_id: null,
     });
 
     // A walk is pinned to its first page: rows posted meanwhile are neither listed nor counted.
