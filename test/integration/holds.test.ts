@@ -168,6 +168,10 @@ describe("capturing and releasing", () => {
     // History lists the entry, not the hold.
     const entry = await harness.get(`/v1/entries/${captured.body.entry.id}`);
     expect(entry.body.hold_id).toBe(held.body.id);
+    const history = await harness.get(`/v1/accounts/${account_id}/entries?limit=1`);
+    expect(history.body.items[0]).toMatchObject({ id: captured.body.entry.id, type: "usage", amount: "3", hold_id: held.body.id });
+    const all = await harness.get(`/v1/entries?search=1%2C204`);
+    expect(all.body.items.find((item: { id: string }) => item.id === captured.body.entry.id)?.hold_id).toBe(held.body.id);
   });
 
   it("3. hold 5, capture 8: balance 2 (usage is never refused), hold captured", async () => {

@@ -84,6 +84,7 @@ export interface Item {
   created_at: string;
   first_created_at: string;
   last_created_at: string;
+  hold_id: string | null;
   balance_after: string | null;
 }
 
@@ -144,6 +145,7 @@ export function modelListing(rows: readonly LedgerRow[], group: boolean, filters
         created_at: row.created_at,
         first_created_at: row.created_at,
         last_created_at: row.created_at,
+        hold_id: row.hold_id,
       },
     });
   }
@@ -172,6 +174,7 @@ export function modelListing(rows: readonly LedgerRow[], group: boolean, filters
         created_at: byTime.at(-1)!.created_at,
         first_created_at: byTime[0]!.created_at,
         last_created_at: byTime.at(-1)!.created_at,
+        hold_id: null,
       },
     });
   }

@@ -66,6 +66,7 @@ const HistoryItemSchema = z
     created_at: z.string().openapi({ description: "An entry's time; for a batch, its last row's." }),
     first_created_at: z.string(),
     last_created_at: z.string(),
+    hold_id: z.string().nullable().openapi({ description: "The hold a capture closed; null otherwise." }),
     balance_after: z.string().nullable().openapi({
       description: "The balance right after this item (a batch: after its last row). Null when type or search is set.",
     }),

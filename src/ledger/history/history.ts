@@ -41,6 +41,8 @@ export interface HistoryItem {
   created_at: string;
   first_created_at: string;
   last_created_at: string;
+  /** The hold a capture closed (its usage entry); null otherwise, and for batches. */
+  hold_id: string | null;
   /** The account balance right after this item (after a batch's last row); null when a type or search filter is set. */
   balance_after: string | null;
 }
@@ -80,6 +82,7 @@ interface ItemRow {
   row_count: string;
   first_at: Date | string;
   last_at: Date | string;
+  hold_id: string | null;
 }
 
 /** `%`, `_` and `\` in a search are literal characters, never wildcards. */
@@ -208,6 +211,7 @@ export async function listHistory(
       created_at: new Date(row.last_at).toISOString(),
       first_created_at: new Date(row.first_at).toISOString(),
       last_created_at: new Date(row.last_at).toISOString(),
+      hold_id: row.hold_id,
       balance_after: running === undefined ? null : formatNanos(running),
     };
     if (running !== undefined) running -= numericToNanos(row.delta);
