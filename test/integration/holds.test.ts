@@ -6,6 +6,7 @@
 import { SignJWT } from "jose";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { formatNanos } from "../../src/ledger/core/amount.js";
 import { createHarness, JWT_AUDIENCE, JWT_SECRET, uniqueId, type ApiResponse, type Harness } from "../support/harness.js";
 
 /** The ledger's clock: tests move it instead of sleeping. */
@@ -285,6 +286,54 @@ describe("capturing and releasing", () => {
     expect(await balanceOf(account_id)).toEqual({ balance: "7", available: "7" });
     const listed = await harness.get(`/v1/accounts/${account_id}/holds?status=released`);
     expect(listed.body.holds.map((listedHold: { id: string }) => listedHold.id)).toEqual([released.body.id]);
+  });
+});
+
+describe("holds under concurrent load", () => {
+  it("available never reads below zero while grants, captures below the hold and releases race, and the ledger adds up", async () => {
+    const account_id = await fundedAccount("10");
+    let running = true;
+    const readings: string[] = [];
+    // A reader polling available throughout: with no plain usage and every capture at most its hold, a snapshot
+    // that saw a capture's usage without its hold closed (or grants beyond the balance) would read below zero.
+    const poller = (async () => {
+      while (running) readings.push((await balanceOf(account_id)).available);
+    })();
+    const outcomes = { granted: 0, refused: 0, captured: 0, released: 0 };
+    await Promise.all(
+      Array.from({ length: 12 }, async (_, worker) => {
+        for (let round = 0; round < 6; round++) {
+          const held = await hold(account_id, "1");
+          if (held.status === 409) {
+            outcomes.refused++;
+            continue;
+          }
+          expectStatus(held, 201);
+          outcomes.granted++;
+          if ((worker + round) % 3 === 0) {
+            expectStatus(await harness.post(`/v1/holds/${held.body.id}/release`, {}), 200);
+            outcomes.released++;
+          } else {
+            expectStatus(await harness.post(`/v1/holds/${held.body.id}/capture`, { amount: "0.25" }), 201);
+            outcomes.captured++;
+          }
+        }
+      }),
+    );
+    running = false;
+    await poller;
+    expect(readings.length).toBeGreaterThan(0);
+    expect(readings.filter((available) => available.startsWith("-"))).toEqual([]);
+    expect(outcomes.granted).toBe(outcomes.captured + outcomes.released);
+    const [totals] = await harness.database.query<{ rows: string; captured: string; active: string }>(
+      `SELECT (SELECT COUNT(*) FROM entries WHERE account_id = $1 AND hold_id IS NOT NULL)::text AS rows,
+              (SELECT COUNT(*) FROM holds WHERE account_id = $1 AND status = 'captured')::text AS captured,
+              (SELECT COUNT(*) FROM holds WHERE account_id = $1 AND status = 'active')::text AS active`,
+      [account_id],
+    );
+    expect(totals).toEqual({ rows: String(outcomes.captured), captured: String(outcomes.captured), active: "0" });
+    const expected = formatNanos(10_000_000_000n - BigInt(outcomes.captured) * 250_000_000n);
+    expect(await balanceOf(account_id)).toEqual({ balance: expected, available: expected });
   });
 });
 
