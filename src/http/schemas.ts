@@ -99,7 +99,10 @@ export const EntrySchema = z
     description: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
     created_at: z.iso.datetime(),
-    hold_id: z.uuid().nullable().openapi({ description: "The hold this usage captured; null for other entries." }),
+    original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
+    counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
+    transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer both legs belong to." }),
+    hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
   })
   .openapi("Entry");
 

@@ -31,14 +31,12 @@ export interface LedgerRow {
   created_at: string;
   /** Full precision, UTC, fixed width: "2026-11-21T20:11:01.297123Z"; compares as a string. */
   created_us: string;
-  /** The hold a capture closed; null for every other entry. */
-  hold_id: string | null;
 }
 
 /** The entries columns that toLedgerRow maps (created_us is the full-precision UTC time). */
 export const ROW_COLUMNS = `seq::text AS seq, id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
   idempotency_key, batch_id::text AS batch_id, description, metadata, created_at,
-  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_us, hold_id::text AS hold_id`;
+  to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') AS created_us`;
 
 /** One entries row, selected with ROW_COLUMNS, as the model holds it. */
 export function toLedgerRow(row: Record<string, any>): LedgerRow {
@@ -55,7 +53,6 @@ export function toLedgerRow(row: Record<string, any>): LedgerRow {
     metadata: row.metadata,
     created_at: new Date(row.created_at).toISOString(),
     created_us: row.created_us,
-    hold_id: row.hold_id ?? null,
   };
 }
 
@@ -84,7 +81,6 @@ export interface Item {
   created_at: string;
   first_created_at: string;
   last_created_at: string;
-  hold_id: string | null;
   balance_after: string | null;
 }
 
@@ -145,7 +141,6 @@ export function modelListing(rows: readonly LedgerRow[], group: boolean, filters
         created_at: row.created_at,
         first_created_at: row.created_at,
         last_created_at: row.created_at,
-        hold_id: row.hold_id,
       },
     });
   }
@@ -174,7 +169,6 @@ export function modelListing(rows: readonly LedgerRow[], group: boolean, filters
         created_at: byTime.at(-1)!.created_at,
         first_created_at: byTime[0]!.created_at,
         last_created_at: byTime.at(-1)!.created_at,
-        hold_id: null,
       },
     });
   }

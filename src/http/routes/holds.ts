@@ -13,7 +13,7 @@ const HoldCursorSchema = z.strictObject({ before_id: z.uuid() });
 
 /**
  * Holds: the proxy reserves the worst-case cost before a call (`POST /v1/holds`), then captures the actual cost
- * when the call has finished, or releases the hold when it failed. See src/ledger/holds/ and docs/design.md §16.
+ * when the call has finished, or releases the hold when it failed. See src/ledger/holds/ and docs/design.md §17.
  */
 export function holdRoutes(deps: { ledger: LedgerContext }) {
   const { ledger } = deps;

@@ -10,6 +10,7 @@ import {
   ungroupedTotalsSql,
 } from "./history-sql.js";
 import { rollUpBatches } from "./rollup.js";
+import { withLinks } from "../corrections/links.js";
 
 export const HISTORY_PAGE_SIZE_MAX = 500;
 export const HISTORY_OFFSET_MAX = 10_000;
@@ -41,10 +42,14 @@ export interface HistoryItem {
   created_at: string;
   first_created_at: string;
   last_created_at: string;
-  /** The hold a capture closed (its usage entry); null otherwise, and for batches. */
-  hold_id: string | null;
   /** The account balance right after this item (after a batch's last row); null when a type or search filter is set. */
   balance_after: string | null;
+  /** Present only on corrections: what a refund or reversal corrects, and a transfer leg's counterpart and transfer. */
+  original_entry_id?: string;
+  counterpart_entry_id?: string;
+  transfer_id?: string;
+  /** Present only on a hold's capture: the hold it closed. */
+  hold_id?: string;
 }
 
 export interface HistoryPosition {
@@ -197,7 +202,7 @@ export async function listHistory(
   }
 
   let running = pageStartBalance;
-  const items = pageRows.map((row): HistoryItem => {
+  const rowItems = pageRows.map((row): HistoryItem => {
     const item: HistoryItem = {
       id: row.id,
       type: row.type,
@@ -211,12 +216,14 @@ export async function listHistory(
       created_at: new Date(row.last_at).toISOString(),
       first_created_at: new Date(row.first_at).toISOString(),
       last_created_at: new Date(row.last_at).toISOString(),
-      hold_id: row.hold_id,
+      ...(row.hold_id ? { hold_id: row.hold_id } : {}),
       balance_after: running === undefined ? null : formatNanos(running),
     };
     if (running !== undefined) running -= numericToNanos(row.delta);
     return item;
   });
+  // Refunds, reversals and transfer legs show what they refer to.
+  const items = await withLinks(context, rowItems);
   const hasMore = rows.length > offset + limit;
   return {
     items,

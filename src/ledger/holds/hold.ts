@@ -3,7 +3,7 @@ import type { HoldStoredStatus } from "../../db/schema.js";
 import { canonicalNumeric } from "../core/amount.js";
 import { canonicalJson } from "../core/entry.js";
 
-/** Limits of holds (docs/design.md, section 16). */
+/** Limits of holds (docs/design.md, section 17). */
 export const HOLD_LIMITS = {
   /** Active, unexpired holds per account; a grant beyond is `409 too_many_active_holds`. */
   active_per_account_max: 10_000,
