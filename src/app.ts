@@ -17,6 +17,7 @@ import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
+import { holdRoutes } from "./http/routes/holds.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 import { databaseSigner, type Signer } from "./signing/signer.js";
@@ -70,6 +71,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
+  app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -89,6 +89,8 @@ export const entries = pgTable(
     originalEntryId: uuid("original_entry_id"),
     counterpartEntryId: uuid("counterpart_entry_id"),
     transferId: uuid("transfer_id"),
+    // The hold a capture closed (src/ledger/holds/); null for every other entry.
+    holdId: uuid("hold_id"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -234,3 +236,5 @@ export const serverSecrets = pgTable("server_secrets", {
   secret: text("secret").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });
+
+export * from "./holds-schema.js";

@@ -102,6 +102,7 @@ export const EntrySchema = z
     original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
     counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
     transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer both legs belong to." }),
+    hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
   })
   .openapi("Entry");
 
@@ -113,10 +114,18 @@ export const AccountSchema = z
   })
   .openapi("Account");
 
-export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string() }).openapi("AccountWithBalance");
+/** The balance less the account's active, unexpired holds; it may be negative (usage is never refused). */
+export const AvailableSchema = z.string().openapi({
+  description: "The balance less the account's active holds. Holds never change the balance itself.",
+  example: "10.5",
+});
+
+export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string(), available: AvailableSchema }).openapi(
+  "AccountWithBalance",
+);
 
 export const BalanceSchema = z
-  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }) })
+  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }), available: AvailableSchema })
   .openapi("Balance");
 
 export const AccountIdParamsSchema = z.object({

@@ -51,8 +51,8 @@ export function createHarness(
     pool_max?: number;
     random?: () => number;
     max_body_bytes?: number;
-    /** The clock cursors expire by (epoch milliseconds). */
-    now?: () => number;
+    /** The clock: cursors expire by it, holds and lots are judged by it. */
+    now?: () => Date;
     /** An operator-supplied signing key (TALLY_SIGNING_KEY); by default the key kept in the database. */
     signing_key?: string;
   } = {},
@@ -66,8 +66,13 @@ export function createHarness(
     refresh_every: options.refresh_every ?? 1000,
     delta_max: options.delta_max ?? 5000,
     random: options.random,
+    now: options.now,
   });
-  const signer = databaseSigner(database, { configured_key: options.signing_key, now: options.now });
+  const now = options.now;
+  const signer = databaseSigner(database, {
+    configured_key: options.signing_key,
+    now: now === undefined ? undefined : () => now().getTime(),
+  });
   const app = createApp({
     database,
     ledger,

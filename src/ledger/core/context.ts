@@ -26,6 +26,8 @@ export interface LedgerContext {
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
   events: { notify_channel: string; hub: EventHub };
+  /** The time holds are granted, expire and close by; injectable so tests move time instead of sleeping. */
+  now: () => Date;
 }
 
 export function createLedgerContext(options: {
@@ -35,6 +37,7 @@ export function createLedgerContext(options: {
   delta_max: number;
   random?: () => number;
   notify_channel?: string;
+  now?: () => Date;
 }): LedgerContext {
   return {
     database: options.database,
@@ -46,5 +49,6 @@ export function createLedgerContext(options: {
     },
     logger: options.logger,
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
+    now: options.now ?? (() => new Date()),
   };
 }

@@ -19,6 +19,8 @@ export interface Entry {
   /** Present only on a transfer leg: the other leg, and the transfer both share. */
   counterpart_entry_id?: string;
   transfer_id?: string;
+  /** Present only on a hold's capture (src/ledger/holds/): the hold it closed. */
+  hold_id?: string;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -36,6 +38,8 @@ export interface EntryRequest {
   transfer_id?: string | null;
   /** The sign of a signed type (an adjustment): "debit" makes the delta negative. Ignored for other types. */
   direction?: "credit" | "debit";
+  /** Set only by a hold capture. */
+  hold_id?: string | null;
 }
 
 export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "reversal", "transfer_out"]);
@@ -49,7 +53,7 @@ export function deltaOf(type: EntryType, amount: string, direction?: "credit" | 
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
   idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
   original_entry_id::text AS original_entry_id, counterpart_entry_id::text AS counterpart_entry_id,
-  transfer_id::text AS transfer_id`;
+  transfer_id::text AS transfer_id, hold_id::text AS hold_id`;
 
 export interface EntryRow {
   id: string;
@@ -66,6 +70,7 @@ export interface EntryRow {
   original_entry_id?: string | null;
   counterpart_entry_id?: string | null;
   transfer_id?: string | null;
+  hold_id?: string | null;
 }
 
 /** The links a row carries, only those that are set (entries without links look exactly as they always have). */
@@ -73,11 +78,13 @@ export function entryLinks(row: {
   original_entry_id?: string | null;
   counterpart_entry_id?: string | null;
   transfer_id?: string | null;
-}): Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> {
-  const links: Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> = {};
+  hold_id?: string | null;
+}): Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id" | "hold_id"> {
+  const links: Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id" | "hold_id"> = {};
   if (row.original_entry_id) links.original_entry_id = row.original_entry_id;
   if (row.counterpart_entry_id) links.counterpart_entry_id = row.counterpart_entry_id;
   if (row.transfer_id) links.transfer_id = row.transfer_id;
+  if (row.hold_id) links.hold_id = row.hold_id;
   return links;
 }
 

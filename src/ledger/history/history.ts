@@ -49,6 +49,8 @@ export interface HistoryItem {
   original_entry_id?: string;
   counterpart_entry_id?: string;
   transfer_id?: string;
+  /** Present only on a hold's capture: the hold it closed. */
+  hold_id?: string;
 }
 
 export interface HistoryPosition {
@@ -87,6 +89,7 @@ interface ItemRow {
   row_count: string;
   first_at: Date | string;
   last_at: Date | string;
+  hold_id: string | null;
 }
 
 /** `%`, `_` and `\` in a search are literal characters, never wildcards. */
@@ -200,6 +203,7 @@ export async function listHistory(
     created_at: new Date(row.last_at).toISOString(),
     first_created_at: new Date(row.first_at).toISOString(),
     last_created_at: new Date(row.last_at).toISOString(),
+    ...(row.hold_id ? { hold_id: row.hold_id } : {}),
     balance_after: balances === undefined ? null : formatNanos(balances.after[index]!),
   }));
   // Refunds, reversals and transfer legs show what they refer to.

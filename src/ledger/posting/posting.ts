@@ -25,8 +25,8 @@ export interface PostResult {
  */
 const INSERT_SQL = `
 INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
-                     original_entry_id, counterpart_entry_id, transfer_id)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid)
+                     original_entry_id, counterpart_entry_id, transfer_id, hold_id)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid, $14::uuid)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -53,6 +53,7 @@ export async function insertEntry(
     request.original_entry_id ?? null,
     request.counterpart_entry_id ?? null,
     request.transfer_id ?? null,
+    request.hold_id ?? null,
   ]);
   return rows[0];
 }
