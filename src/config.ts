@@ -50,6 +50,11 @@ export const configSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
       .default("tally_balance_restored"),
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
+    // Group commit of single posts (src/ledger/posting/group-commit.ts): posts waiting per process (beyond it, 503),
+    // rows per grouped INSERT, and how long a post may wait to be written (then 503, unwritten).
+    POSTING_QUEUE_ROWS_MAX: positiveInt(10_000, 1_000_000),
+    POSTING_FLUSH_ROWS_MAX: positiveInt(500, 10_000),
+    POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",
