@@ -108,6 +108,22 @@ function metadataText(request: EntryRequest): string | null {
   return request.metadata === null ? null : JSON.stringify(request.metadata);
 }
 
+function singleParameters(pending: Pending): unknown[] {
+  const { request } = pending;
+  return [
+    uuidv7(),
+    request.account_id,
+    request.type,
+    request.amount,
+    deltaOf(request.type, request.amount),
+    request.idempotency_key,
+    pending.hash,
+    request.batch_id,
+    request.description,
+    metadataText(request),
+  ];
+}
+
 function reused(request: EntryRequest): TallyError {
   return new TallyError(
     "idempotency_key_reused",
@@ -292,6 +308,20 @@ export class GroupCommitter {
     database: Queryable,
     rows: Pending[],
   ): Promise<Map<string, { row: EntryRow; inserted_by: Pending | undefined }>> {
+    const byIdentity = new Map(rows.map((pending) => [pending.identity, pending]));
+    const stored = new Map<string, { row: EntryRow; inserted_by: Pending | undefined }>();
+    if (rows.length === 1) {
+      // A lone post (the common case at low load) takes the plain single-row statement, cheaper than unnest().
+      const [only] = rows;
+      const [row] = await database.query<EntryRow>(SINGLE_INSERT_SQL, singleParameters(only!));
+      if (row) {
+        stored.set(only!.identity, { row, inserted_by: only });
+      } else {
+        const [existing] = await database.query<EntryRow>(FIND_ONE_SQL, [only!.request.account_id, only!.request.idempotency_key]);
+        if (existing) stored.set(only!.identity, { row: existing, inserted_by: undefined });
+      }
+      return stored;
+    }
     const requests = rows.map((pending) => pending.request);
     const returned = await database.query<EntryRow>(INSERT_GROUP_SQL, [
       requests.map(() => uuidv7()),
@@ -305,8 +335,6 @@ export class GroupCommitter {
       requests.map((request) => request.description),
       requests.map(metadataText),
     ]);
-    const byIdentity = new Map(rows.map((pending) => [pending.identity, pending]));
-    const stored = new Map<string, { row: EntryRow; inserted_by: Pending | undefined }>();
     for (const row of returned) {
       const identity = `${row.account_id}\u0000${row.idempotency_key}`;
       stored.set(identity, { row, inserted_by: byIdentity.get(identity) });
@@ -336,18 +364,7 @@ export class GroupCommitter {
       live.map(async (pending) => {
         const { request, hash } = pending;
         try {
-          const [row] = await database.query<EntryRow>(SINGLE_INSERT_SQL, [
-            uuidv7(),
-            request.account_id,
-            request.type,
-            request.amount,
-            deltaOf(request.type, request.amount),
-            request.idempotency_key,
-            hash,
-            request.batch_id,
-            request.description,
-            metadataText(request),
-          ]);
+          const [row] = await database.query<EntryRow>(SINGLE_INSERT_SQL, singleParameters(pending));
           if (row) {
             answers.set(pending, { entry: toEntry(row), replayed: false });
             inserted_by_account.set(request.account_id, (inserted_by_account.get(request.account_id) ?? 0) + 1);
