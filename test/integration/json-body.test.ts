@@ -38,6 +38,33 @@ describe("the strict parser", () => {
     expect(() => JSON.parse(text)).toThrow();
   });
 
+  // The common path counts keys in the text to spot a duplicate: strings holding quotes, colons and backslashes
+  // must neither hide one nor invent one.
+  it.each([
+    ['{"a":"x\\":","b":1}', false],
+    [JSON.stringify({ a: "\\", b: '\\":', c: '":"' }), false],
+    ['{"k\\"ey":1,"k\\"ey":2}', true],
+    ['{"a":"\\\\","a":1}', true],
+    ['[{"a":1},{"a":1}]', false],
+    ['{"a":{"b":1},"c":{"b":1}}', false],
+    ['{"a":{"b":1,"b":1}}', true],
+    ['{"a" : 1 , "a"\n:\t2}', true],
+    ['{"__proto__":1,"__proto__":2}', true],
+  ])("%s has a duplicate key: %s", (text, duplicate) => {
+    const parse = () => parseStrictJson(text, { depth_max: 32 });
+    if (duplicate) expect(parse).toThrow(/twice/);
+    else expect(parse()).toEqual(JSON.parse(text));
+  });
+
+  it("refuses nesting beyond the bound and unsafe integers wherever they are", () => {
+    expect(() => parseStrictJson(`${"[".repeat(33)}${"]".repeat(33)}`, { depth_max: 32 })).toThrow(/nested deeper than 32/);
+    expect(parseStrictJson(`${"[".repeat(32)}${"]".repeat(32)}`, { depth_max: 32 })).toBeDefined();
+    expect(() => parseStrictJson('[1,{"a":[2,-9007199254740992]}]', { depth_max: 32 })).toThrow(expect.objectContaining({ field: "[1].a[1]" }) as StrictJsonError);
+    expect(parseStrictJson('[9007199254740991, 1.5e-300, -0.5]', { depth_max: 32 })).toEqual([9007199254740991, 1.5e-300, -0.5]);
+    // 1.5e300 is a whole number too, and far beyond 2^53.
+    expect(() => parseStrictJson("[1.5e300]", { depth_max: 32 })).toThrow(/whole number/);
+  });
+
   it("keeps __proto__ as an own key, never as the prototype", () => {
     const value = parseStrictJson('{"__proto__":{"polluted":1},"a":2}', { depth_max: 32 }) as Record<string, unknown>;
     expect(Object.getPrototypeOf(value)).toBe(Object.prototype);
