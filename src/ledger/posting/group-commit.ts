@@ -4,7 +4,7 @@ import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { ENTRY_COLUMNS, deltaOf, requestHash, toEntry, type EntryRequest, type EntryRow } from "../core/entry.js";
 import { uuidv7 } from "../core/ids.js";
-import type { PostResult } from "./posting.js";
+import { insertEntry, type PostResult } from "./posting.js";
 
 /**
  * Group commit for lock-free single-row posts (usage, credits, overdraft-allowed debits).
@@ -63,11 +63,15 @@ interface Pending {
 }
 
 const INSERT_GROUP_SQL = `
-INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
+                     original_entry_id, counterpart_entry_id, transfer_id)
 SELECT row.id::uuid, row.account_id, row.type, row.amount::numeric, row.delta::numeric, row.idempotency_key,
-       row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[])
-  AS row(id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
+       row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb,
+       row.original_entry_id::uuid, row.counterpart_entry_id::uuid, row.transfer_id::uuid
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
+            $10::text[], $11::text[], $12::text[], $13::text[])
+  AS row(id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
+         original_entry_id, counterpart_entry_id, transfer_id)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -79,12 +83,6 @@ RETURNING ${ENTRY_COLUMNS}`;
 const FIND_GROUP_SQL = `
 SELECT ${ENTRY_COLUMNS} FROM entries
 WHERE (account_id, idempotency_key) IN (SELECT * FROM unnest($1::text[], $2::text[]))`;
-
-const SINGLE_INSERT_SQL = `
-INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb)
-ON CONFLICT (account_id, idempotency_key) DO NOTHING
-RETURNING ${ENTRY_COLUMNS}`;
 
 const FIND_ONE_SQL = `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND idempotency_key = $2`;
 
@@ -106,22 +104,6 @@ function compare(left: string, right: string): number {
 
 function metadataText(request: EntryRequest): string | null {
   return request.metadata === null ? null : JSON.stringify(request.metadata);
-}
-
-function singleParameters(pending: Pending): unknown[] {
-  const { request } = pending;
-  return [
-    uuidv7(),
-    request.account_id,
-    request.type,
-    request.amount,
-    deltaOf(request.type, request.amount),
-    request.idempotency_key,
-    pending.hash,
-    request.batch_id,
-    request.description,
-    metadataText(request),
-  ];
 }
 
 function reused(request: EntryRequest): TallyError {
@@ -313,7 +295,7 @@ export class GroupCommitter {
     if (rows.length === 1) {
       // A lone post (the common case at low load) takes the plain single-row statement, cheaper than unnest().
       const [only] = rows;
-      const [row] = await database.query<EntryRow>(SINGLE_INSERT_SQL, singleParameters(only!));
+      const row = await insertEntry(database, only!.request, only!.hash);
       if (row) {
         stored.set(only!.identity, { row, inserted_by: only });
       } else {
@@ -328,12 +310,15 @@ export class GroupCommitter {
       requests.map((request) => request.account_id),
       requests.map((request) => request.type),
       requests.map((request) => request.amount),
-      requests.map((request) => deltaOf(request.type, request.amount)),
+      requests.map((request) => deltaOf(request.type, request.amount, request.direction)),
       requests.map((request) => request.idempotency_key),
       rows.map((pending) => pending.hash),
       requests.map((request) => request.batch_id),
       requests.map((request) => request.description),
       requests.map(metadataText),
+      requests.map((request) => request.original_entry_id ?? null),
+      requests.map((request) => request.counterpart_entry_id ?? null),
+      requests.map((request) => request.transfer_id ?? null),
     ]);
     for (const row of returned) {
       const identity = `${row.account_id}\u0000${row.idempotency_key}`;
@@ -364,7 +349,7 @@ export class GroupCommitter {
       live.map(async (pending) => {
         const { request, hash } = pending;
         try {
-          const [row] = await database.query<EntryRow>(SINGLE_INSERT_SQL, singleParameters(pending));
+          const row = await insertEntry(database, request, hash);
           if (row) {
             answers.set(pending, { entry: toEntry(row), replayed: false });
             inserted_by_account.set(request.account_id, (inserted_by_account.get(request.account_id) ?? 0) + 1);
