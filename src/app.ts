@@ -1,5 +1,4 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
@@ -7,6 +6,7 @@ import { timeout } from "hono/timeout";
 import type { Database } from "./db/port.js";
 import { TallyError } from "./errors.js";
 import { authenticate, type Authenticators } from "./http/auth.js";
+import { bodyCap, strictJsonBody } from "./http/body.js";
 import type { AppEnv } from "./http/env.js";
 import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
@@ -53,16 +53,9 @@ export function createApp(deps: AppDependencies) {
       () => new HTTPException(504, { message: `the request did not finish within ${limits.request_timeout_ms} ms` }),
     ),
   );
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: limits.max_body_bytes,
-      onError: () => {
-        throw new TallyError("payload_too_large", `the body must be at most ${limits.max_body_bytes} bytes`);
-      },
-    }),
-  );
+  app.use("/v1/*", bodyCap(limits.max_body_bytes));
   app.use("/v1/*", authenticate(deps.authenticators));
+  app.use("/v1/*", strictJsonBody());
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
   app.route("/", accountRoutes({ ledger: deps.ledger, signer }));

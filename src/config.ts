@@ -52,6 +52,11 @@ export const configSchema = z
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
     // Signs cursors. Unset: a random key created once and kept in the database, shared by every process using it.
     TALLY_SIGNING_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    // Group commit of single posts (src/ledger/posting/group-commit.ts): posts waiting per process (beyond it, 503),
+    // rows per grouped INSERT, and how long a post may wait to be written (then 503, unwritten).
+    POSTING_QUEUE_ROWS_MAX: positiveInt(10_000, 1_000_000),
+    POSTING_FLUSH_ROWS_MAX: positiveInt(500, 10_000),
+    POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -7,6 +7,7 @@ import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
+import { configureGroupCommit } from "./ledger/posting/group-commit.js";
 import { createLogger } from "./logger.js";
 import { databaseSigner } from "./signing/signer.js";
 
@@ -48,6 +49,11 @@ async function main(): Promise<void> {
     refresh_every: config.CHECKPOINT_REFRESH_EVERY,
     delta_max: config.CHECKPOINT_DELTA_MAX,
     notify_channel: config.NOTIFY_CHANNEL,
+  });
+  configureGroupCommit(ledger, {
+    queue_rows_max: config.POSTING_QUEUE_ROWS_MAX,
+    rows_per_flush_max: config.POSTING_FLUSH_ROWS_MAX,
+    wait_max_ms: config.POSTING_QUEUE_WAIT_MAX_MS,
   });
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
   const app = createApp({

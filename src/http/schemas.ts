@@ -11,6 +11,9 @@ export const LIMITS = {
   cursor_length_max: 512,
   page_size_max: 500,
   page_size_default: 50,
+  /** Levels of objects and arrays in metadata, the metadata object itself being the first. */
+  metadata_depth_max: 16,
+  metadata_key_length_max: 128,
 } as const;
 
 export const AccountIdSchema = z
@@ -58,7 +61,7 @@ function storableText(value: string): boolean {
 }
 const STORABLE_TEXT_MESSAGE = "must not contain U+0000 or unpaired surrogates";
 
-/** Every key and string value, at any depth, is storable text. Depth is already bounded by the byte limit. */
+/** Every key and string value, at any depth, is storable text. Run only on values whose depth was checked. */
 function storableJson(value: unknown): boolean {
   if (typeof value === "string") return storableText(value);
   if (Array.isArray(value)) return value.every(storableJson);
@@ -73,16 +76,54 @@ export const DescriptionSchema = z
   .max(LIMITS.description_length_max)
   .refine(storableText, STORABLE_TEXT_MESSAGE);
 
+/** Whether `value` has more than `limit` levels of objects and arrays; stops descending as soon as it does. */
+function depthExceeds(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (limit === 0) return true;
+  const inner = Array.isArray(value) ? value : Object.values(value);
+  return inner.some((item) => depthExceeds(item, limit - 1));
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checked on the object as the client sent it, not on a copy: zod's record would copy it and drop a `__proto__`
+ * key, and a ledger stores what it was sent (the key is data, and part of the request hash). The OpenAPI entry
+ * states every rule the refinement enforces.
+ */
 export const MetadataSchema = z
-  .record(z.string().max(128), z.unknown())
-  .refine((value) => Object.keys(value).length <= LIMITS.metadata_keys_max, {
-    message: `must have at most ${LIMITS.metadata_keys_max} keys`,
+  .custom<Record<string, unknown>>(isPlainObject, { message: "must be a JSON object" })
+  .superRefine((value, context) => {
+    const keys = Object.keys(value);
+    if (keys.length > LIMITS.metadata_keys_max) {
+      context.addIssue({ code: "custom", message: `must have at most ${LIMITS.metadata_keys_max} keys` });
+    }
+    if (keys.some((key) => key.length > LIMITS.metadata_key_length_max)) {
+      context.addIssue({ code: "custom", message: `keys must be at most ${LIMITS.metadata_key_length_max} characters` });
+    }
+    // Depth first: every later check recurses, and JSON.stringify would overflow the stack on a deep enough value.
+    if (depthExceeds(value, LIMITS.metadata_depth_max)) {
+      context.addIssue({ code: "custom", message: `must be nested at most ${LIMITS.metadata_depth_max} levels deep` });
+      return;
+    }
+    if (Buffer.byteLength(JSON.stringify(value)) > LIMITS.metadata_bytes_max) {
+      context.addIssue({ code: "custom", message: `must serialize to at most ${LIMITS.metadata_bytes_max} bytes of JSON` });
+    }
+    if (!storableJson(value)) context.addIssue({ code: "custom", message: STORABLE_TEXT_MESSAGE });
   })
-  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.metadata_bytes_max, {
-    message: `must serialize to at most ${LIMITS.metadata_bytes_max} bytes of JSON`,
-  })
-  .refine(storableJson, { message: STORABLE_TEXT_MESSAGE })
-  .openapi({ description: "Free-form JSON object, at most 4096 bytes.", example: { model: "gpt-x", tokens: 812 } });
+  .openapi({
+    type: "object",
+    additionalProperties: {},
+    maxProperties: LIMITS.metadata_keys_max,
+    description:
+      `Free-form JSON object, stored exactly as sent (every key, \`__proto__\` included): at most ${LIMITS.metadata_keys_max} keys of at most ` +
+      `${LIMITS.metadata_key_length_max} characters, at most ${LIMITS.metadata_bytes_max} bytes of JSON, nested at most ${LIMITS.metadata_depth_max} ` +
+      "levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice " +
+      "in one object or a whole number beyond ±(2^53 − 1) is refused.",
+    example: { model: "gpt-x", tokens: 812 },
+  });
 
 export const EntryTypeSchema = z.enum(ENTRY_TYPES);
 export const CreditTypeSchema = z.enum(CREDIT_TYPES);
