@@ -15,6 +15,7 @@ import { balanceRoutes } from "./http/routes/balances.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
+import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
@@ -64,6 +65,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", postingRoutes({ ledger: deps.ledger }));
   app.route("/", historyRoutes({ ledger: deps.ledger }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
+  app.route("/", lotRoutes({ ledger: deps.ledger }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -50,6 +50,8 @@ export const configSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
       .default("tally_balance_restored"),
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
+    // How often each process sweeps due credit lots; 0 turns the sweep off (reads still settle their own account).
+    EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(1000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

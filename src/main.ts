@@ -7,6 +7,7 @@ import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
+import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { createLogger } from "./logger.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
@@ -49,6 +50,8 @@ async function main(): Promise<void> {
     notify_channel: config.NOTIFY_CHANNEL,
   });
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
+  const expirySweep =
+    config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
   const app = createApp({
     database,
     ledger,
@@ -88,6 +91,7 @@ async function main(): Promise<void> {
     ledger.events.hub.shutdown();
     server.close(async () => {
       await maintenance.stop();
+      await expirySweep?.stop();
       await database.close();
       process.exit(0);
     });

@@ -8,6 +8,7 @@ import {
   numeric,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -26,9 +27,14 @@ const xid8 = customType<{ data: string; driverData: string }>({
   dataType: () => "xid8",
 });
 
-export const ENTRY_TYPES = ["purchase", "grant", "refund", "bonus", "usage", "removal"] as const;
+/** A set of transaction ids visible at one moment: xmin, xmax and the ids in progress. */
+const pgSnapshot = customType<{ data: string; driverData: string }>({
+  dataType: () => "pg_snapshot",
+});
+
+export const ENTRY_TYPES = ["purchase", "grant", "refund", "bonus", "usage", "removal", "expiration"] as const;
 export const CREDIT_TYPES = ["purchase", "grant", "refund", "bonus"] as const;
-export const DEBIT_TYPES = ["usage", "removal"] as const;
+export const DEBIT_TYPES = ["usage", "removal", "expiration"] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 export type CreditType = (typeof CREDIT_TYPES)[number];
 
@@ -63,6 +69,12 @@ export const entries = pgTable(
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),
+    // Credit lots (src/ledger/lots/): a credit's consumption priority (null means the default, 50) and expiry.
+    priority: smallint("priority"),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "string" }),
+    // An expiration names the lot it ends, and the snapshot that decided which debits came before it.
+    lotId: uuid("lot_id"),
+    cutSnapshot: pgSnapshot("cut_snapshot"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -78,11 +90,19 @@ export const entries = pgTable(
     index("entries_account_batch_seq")
       .on(table.accountId, table.batchId, table.seq)
       .where(sql`${table.batchId} IS NOT NULL`),
-    check("entries_type_known", sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal')`),
+    check(
+      "entries_type_known",
+      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'expiration')`,
+    ),
     check("entries_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(
       "entries_delta_sign",
-      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal') THEN -${table.amount} ELSE ${table.amount} END`,
+      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'expiration') THEN -${table.amount} ELSE ${table.amount} END`,
+    ),
+    check("entries_priority_range", sql`${table.priority} BETWEEN 0 AND 100`),
+    check(
+      "entries_expiration_names_lot",
+      sql`(${table.type} = 'expiration') = (${table.lotId} IS NOT NULL AND ${table.cutSnapshot} IS NOT NULL)`,
     ),
   ],
 );
@@ -112,12 +132,7 @@ export const apiKeys = pgTable(
   (table) => [check("api_keys_id_format", sql`${table.id} ~ '^[0-9a-f]{16}$'`)],
 );
 
-/** A set of transaction ids visible at one moment: xmin, xmax and the ids in progress. */
-const pgSnapshot = customType<{ data: string; driverData: string }>({
-  dataType: () => "pg_snapshot",
-});
-
-export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted"] as const;
+export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted", "credits_expired"] as const;
 export type BalanceEventType = (typeof BALANCE_EVENT_TYPES)[number];
 
 /**
@@ -145,12 +160,18 @@ export const balanceEvents = pgTable(
     type: text("type", { enum: BALANCE_EVENT_TYPES }).notNull(),
     balance: numeric("balance").notNull(),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+    // credits_expired only: the lot that expired and the amount that left the balance.
+    lotId: uuid("lot_id"),
+    amount: numeric("amount"),
   },
   (table) => [
     primaryKey({ name: "balance_events_pkey", columns: [table.accountId, table.id] }),
     index("balance_events_id").on(table.id),
     index("balance_events_created_at").on(table.createdAt),
-    check("balance_events_type_known", sql`${table.type} IN ('balance_restored', 'balance_depleted')`),
+    check(
+      "balance_events_type_known",
+      sql`${table.type} IN ('balance_restored', 'balance_depleted', 'credits_expired')`,
+    ),
   ],
 );
 
@@ -186,3 +207,5 @@ export const rollupBoundaries = pgTable("rollup_boundaries", {
   xidBoundary: xid8("xid_boundary").notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });
+
+export * from "./lots-schema.js";

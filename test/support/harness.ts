@@ -6,7 +6,7 @@ import { createServiceKey, ServiceKeyVerifier } from "../../src/auth/service-key
 import type { Scope } from "../../src/auth/scopes.js";
 import type { Database } from "../../src/db/port.js";
 import { connectPostgres } from "../../src/db/postgres.js";
-import { createLedgerContext, type LedgerContext } from "../../src/ledger/core/context.js";
+import { createLedgerContext, type Clock, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
 
 export const ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789";
@@ -41,7 +41,7 @@ export interface Harness {
  * The app in-process against the real test database, over a pool big enough for the concurrency tests. `token`
  * defaults to the admin key; pass null to send no credentials.
  */
-export function createHarness(options: { refresh_every?: number; delta_max?: number; pool_max?: number; random?: () => number; max_body_bytes?: number } = {}): Harness {
+export function createHarness(options: { refresh_every?: number; delta_max?: number; pool_max?: number; random?: () => number; max_body_bytes?: number; clock?: Clock } = {}): Harness {
   const databaseUrl = inject("databaseUrl");
   const database = connectPostgres({ url: databaseUrl, pool_max: options.pool_max ?? 40, statement_timeout_ms: 60_000 });
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
@@ -51,6 +51,7 @@ export function createHarness(options: { refresh_every?: number; delta_max?: num
     refresh_every: options.refresh_every ?? 1000,
     delta_max: options.delta_max ?? 5000,
     random: options.random,
+    clock: options.clock,
   });
   const app = createApp({
     database,
@@ -102,4 +103,21 @@ export function createHarness(options: { refresh_every?: number; delta_max?: num
     },
     close: () => database.close(),
   };
+}
+
+/** A clock tests move by hand: time-dependent behaviour is tested without sleeping. */
+export class TestClock implements Clock {
+  private current: number;
+  constructor(start: Date = new Date()) {
+    this.current = start.getTime();
+  }
+  now(): Date {
+    return new Date(this.current);
+  }
+  set(time: Date): void {
+    this.current = time.getTime();
+  }
+  advance(milliseconds: number): void {
+    this.current += milliseconds;
+  }
 }

@@ -1,3 +1,4 @@
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { createRoute, z } from "@hono/zod-openapi";
 import { createAccount, getAccount, listAccounts } from "../../ledger/core/accounts.js";
 import { getBalance } from "../../ledger/balances/balances.js";
@@ -110,7 +111,9 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       }),
       async (c) => {
         const account_id = ownAccountId(c);
-        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+        const balance = formatNanos(await getBalance(ledger, account_id));
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json({ account_id, balance, expiring_next: expiring.get(account_id) ?? null }, 200);
       },
     )
     .openapi(

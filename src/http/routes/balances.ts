@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { formatNanos } from "../../ledger/core/amount.js";
 import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances/balances.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
@@ -49,7 +50,9 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_id } = c.req.valid("param");
         authorizeAccounts(c, [account_id]);
-        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+        const balance = formatNanos(await getBalance(ledger, account_id));
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json({ account_id, balance, expiring_next: expiring.get(account_id) ?? null }, 200);
       },
     )
     .openapi(
@@ -71,9 +74,14 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         authorizeAccounts(c, account_ids);
         const { balances, missing } = await getBalances(ledger, account_ids);
         const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
+        const expiring = await expiringNext(ledger, ordered);
         return c.json(
           {
-            balances: ordered.map((account_id) => ({ account_id, balance: formatNanos(balances.get(account_id)!) })),
+            balances: ordered.map((account_id) => ({
+              account_id,
+              balance: formatNanos(balances.get(account_id)!),
+              expiring_next: expiring.get(account_id) ?? null,
+            })),
             not_found: missing,
           },
           200,

@@ -19,6 +19,13 @@ export interface CheckpointPolicy {
 
 export const DEFAULT_NOTIFY_CHANNEL = "tally_balance_restored";
 
+/** Wall-clock time, injectable so that tests move time (lot expiry, renewals) instead of sleeping. */
+export interface Clock {
+  now(): Date;
+}
+
+export const SYSTEM_CLOCK: Clock = { now: () => new Date() };
+
 /** Everything the ledger functions need, passed in rather than imported, so tests build their own. */
 export interface LedgerContext {
   database: Database;
@@ -26,6 +33,7 @@ export interface LedgerContext {
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
   events: { notify_channel: string; hub: EventHub };
+  clock: Clock;
 }
 
 export function createLedgerContext(options: {
@@ -35,6 +43,7 @@ export function createLedgerContext(options: {
   delta_max: number;
   random?: () => number;
   notify_channel?: string;
+  clock?: Clock;
 }): LedgerContext {
   return {
     database: options.database,
@@ -46,5 +55,6 @@ export function createLedgerContext(options: {
     },
     logger: options.logger,
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
+    clock: options.clock ?? SYSTEM_CLOCK,
   };
 }

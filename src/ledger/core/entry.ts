@@ -14,6 +14,11 @@ export interface Entry {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: string;
+  /** Credit lots only (src/ledger/lots/), and present only when set: a credit's priority and expiry. */
+  priority?: number;
+  expires_at?: string;
+  /** An expiration's lot: the credit entry it ended. */
+  lot_id?: string;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -25,9 +30,12 @@ export interface EntryRequest {
   batch_id: string | null;
   description: string | null;
   metadata: Record<string, unknown> | null;
+  /** Credit lots only: priority 0-100 (null is the default, 50) and an expiry (ISO 8601, milliseconds). */
+  priority?: number | null;
+  expires_at?: string | null;
 }
 
-export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal"]);
+export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "expiration"]);
 
 export function deltaOf(type: EntryType, amount: string): string {
   return DEBIT_TYPES.has(type) ? `-${amount}` : amount;
@@ -35,7 +43,8 @@ export function deltaOf(type: EntryType, amount: string): string {
 
 /** The columns every query that returns entries selects, in the shape `toEntry` reads. */
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at`;
+  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
+  priority, expires_at, lot_id::text AS lot_id`;
 
 export interface EntryRow {
   id: string;
@@ -49,10 +58,13 @@ export interface EntryRow {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: Date | string;
+  priority?: number | null;
+  expires_at?: Date | string | null;
+  lot_id?: string | null;
 }
 
 export function toEntry(row: EntryRow): Entry {
-  return {
+  const entry: Entry = {
     id: row.id,
     account_id: row.account_id,
     type: row.type,
@@ -64,6 +76,10 @@ export function toEntry(row: EntryRow): Entry {
     metadata: row.metadata,
     created_at: new Date(row.created_at).toISOString(),
   };
+  if (row.priority !== null && row.priority !== undefined) entry.priority = Number(row.priority);
+  if (row.expires_at !== null && row.expires_at !== undefined) entry.expires_at = new Date(row.expires_at).toISOString();
+  if (row.lot_id !== null && row.lot_id !== undefined) entry.lot_id = row.lot_id;
+  return entry;
 }
 
 function canonicalJson(value: unknown): string {
@@ -87,6 +103,9 @@ export function requestHash(request: EntryRequest): string {
     batch_id: request.batch_id,
     description: request.description,
     metadata: request.metadata,
+    // Lot attributes join the fingerprint only when set, so every hash written before lots existed still matches.
+    ...(request.priority !== undefined && request.priority !== null ? { priority: request.priority } : {}),
+    ...(request.expires_at !== undefined && request.expires_at !== null ? { expires_at: request.expires_at } : {}),
   });
   return createHash("sha256").update(fingerprint).digest("hex");
 }

@@ -32,6 +32,8 @@ const CREDIT: ReadonlySet<string> = new Set(["purchase", "grant", "refund", "bon
 interface Totals {
   spent: string;
   earned: string;
+  /** Credit that left by expiry or void (expiration entries): reported apart from spent, which is what was used. */
+  expired: string;
   net: string;
   count: number;
 }
@@ -39,6 +41,7 @@ interface Totals {
 interface Accumulator {
   spent: bigint;
   earned: bigint;
+  expired: bigint;
   count: number;
 }
 
@@ -55,7 +58,8 @@ function finish(accumulator: Accumulator): Totals {
   return {
     spent: formatNanos(accumulator.spent),
     earned: formatNanos(accumulator.earned),
-    net: formatNanos(accumulator.earned - accumulator.spent),
+    expired: formatNanos(accumulator.expired),
+    net: formatNanos(accumulator.earned - accumulator.spent - accumulator.expired),
     count: accumulator.count,
   };
 }
@@ -88,18 +92,19 @@ export async function accountStats(
     STATS_SQL,
     [request.account_id, request.interval, request.from.toISOString(), request.to.toISOString()],
   );
-  const total: Accumulator = { spent: 0n, earned: 0n, count: 0 };
+  const total: Accumulator = { spent: 0n, earned: 0n, expired: 0n, count: 0 };
   const byType = new Map<EntryType, { amount: bigint; count: number }>();
   const buckets = new Map<string, Accumulator>();
   for (const row of rows) {
     const start = new Date(row.start).toISOString();
-    const bucket = buckets.get(start) ?? { spent: 0n, earned: 0n, count: 0 };
+    const bucket = buckets.get(start) ?? { spent: 0n, earned: 0n, expired: 0n, count: 0 };
     buckets.set(start, bucket);
     if (row.type === null || row.amount === null || row.row_count === null) continue;
     const amount = numericToNanos(row.amount);
     const count = Number(row.row_count);
     for (const accumulator of [bucket, total]) {
       if (CREDIT.has(row.type)) accumulator.earned += amount;
+      else if (row.type === "expiration") accumulator.expired += amount;
       else accumulator.spent += amount;
       accumulator.count += count;
     }
