@@ -204,7 +204,8 @@ async function cut(
 }
 
 /**
- * Brings an account's lots up to `now`: folds finished entries, then cuts until no lot is due (or voids one lot).
+ * Brings an account's lots up to `now`: cuts until no lot is due (or voids one lot), folding finished entries in
+ * chunks first whenever the backlog is longer than one cut may apply.
  * After each cut commits, its credits_expired events go to this process's streams, and a balance the expiry took to
  * or below zero is an observation: the gateway gets balance_depleted (crossings.ts), without polling.
  */
@@ -213,7 +214,8 @@ export async function settleAccount(
   account_id: string,
   options: { now: Date; void_lot_id?: string },
 ): Promise<Expired[]> {
-  await foldLots(context, account_id);
+  // No fold first: the cut applies every entry it sees anyway; only a long backlog (too_many_rows) needs the
+  // chunked fold, so that no single transaction grows with the history.
   const expired: Expired[] = [];
   for (let attempt = 0; attempt < CUT_ATTEMPTS_MAX; attempt++) {
     const outcome = await cut(context, account_id, options);

@@ -6,7 +6,7 @@ export const SWEEP_BATCH_ACCOUNTS = 200;
 /** Batches one tick runs at most, so a tick ends even while lots keep coming due. */
 const SWEEP_BATCHES_PER_TICK = 50;
 /** Accounts settled at once by one process. */
-const SWEEP_CONCURRENCY = 4;
+const SWEEP_CONCURRENCY = 8;
 
 // Bounded by the due index (credit_lots_due): the accounts of the earliest due lots. Each batch settles its accounts
 // completely, so the next batch finds the next ones; the loop ends when nothing is due or after batches_max.

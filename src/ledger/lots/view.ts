@@ -13,6 +13,8 @@ const VIEW_ROWS_MAX = 5000;
  * horizon back for a long time. The view then refuses (503) rather than read without bound.
  */
 const VIEW_ROWS_HELD_BACK_MAX = 200_000;
+/** A view that applied more entries than this folds them afterwards, so the next read's delta is short again. */
+const VIEW_ROWS_REFOLD = 500;
 
 /**
  * The account's lots as of now, without writing: the fold's state plus every committed entry after it, applied in
@@ -35,7 +37,15 @@ export async function withLotView<T>(
 ): Promise<T> {
   const attempt = () => readInOneSnapshot(context.database, (transaction) => build(transaction, account_id, work));
   const first = await attempt();
-  if (first.kind === "done") return first.value;
+  if (first.kind === "done") {
+    // Like a balance read whose checkpoint delta grew long: best effort, never fails the read.
+    if (first.applied > VIEW_ROWS_REFOLD) {
+      await foldLots(context, account_id).catch((error: unknown) =>
+        context.logger.warn({ err: error, account_id }, "lot fold after a long view failed"),
+      );
+    }
+    return first.value;
+  }
   await foldLots(context, account_id);
   const second = await attempt();
   if (second.kind === "done") return second.value;
@@ -55,7 +65,7 @@ async function build<T>(
   account_id: string,
   work: (view: LotView) => Promise<T>,
   rows_max = VIEW_ROWS_MAX,
-): Promise<{ kind: "done"; value: T } | { kind: "too_many_rows" }> {
+): Promise<{ kind: "done"; value: T; applied: number } | { kind: "too_many_rows" }> {
   const state = await loadFoldState(transaction, account_id);
   const { entries } = await loadUnfolded(transaction, account_id, state, { below_horizon: false, limit: rows_max + 1 });
   if (entries.length > rows_max) return { kind: "too_many_rows" };
@@ -63,5 +73,5 @@ async function build<T>(
   const allocation = { overage: state.overage };
   for (const entry of entries) await applyEntry(book, allocation, account_id, entry);
   const memory_ids = book.all().map((lot) => lot.entry_id);
-  return { kind: "done", value: await work({ book, memory_ids, transaction }) };
+  return { kind: "done", value: await work({ book, memory_ids, transaction }), applied: entries.length };
 }
