@@ -1,4 +1,8 @@
+import { connectPostgres } from "../../src/db/postgres.js";
 import { numericToNanos } from "../../src/ledger/core/amount.js";
+import { createLedgerContext } from "../../src/ledger/core/context.js";
+import { foldLots } from "../../src/ledger/lots/settle.js";
+import { createLogger } from "../../src/logger.js";
 import { createAccounts, createNamedAccounts } from "../lib/database.js";
 import { fillMany } from "../lib/fill.js";
 import { HttpClient } from "../lib/http.js";
@@ -61,6 +65,17 @@ export const lots: Scenario = {
       { account_id: "lots_many", rows: manyEntries },
       { account_id: "lots_few", rows: 1_000 },
     ]);
+    // The first fold of a history that was bulk-loaded under its lots reads all of it (O(history), once), in chunks
+    // of 2,000 entries; it runs here, timed, rather than inside a request that would time out.
+    const foldDatabase = connectPostgres({ url: context.database_url, pool_max: 2, statement_timeout_ms: 600_000 });
+    const foldStarted = performance.now();
+    try {
+      const ledger = createLedgerContext({ database: foldDatabase, logger: createLogger("silent"), refresh_every: 1000, delta_max: 5000 });
+      for (const account of ["lots_many", "lots_few"]) await foldLots(ledger, account);
+    } finally {
+      await foldDatabase.close();
+    }
+    const initialFoldSeconds = (performance.now() - foldStarted) / 1000;
     const tally = await context.startTally({ env: { EXPIRY_SWEEP_INTERVAL_MS: "100" } });
     const http = new HttpClient(tally.port, context.key, 1);
     const accounts = ["lots_many", "lots_few"] as const;
@@ -96,11 +111,13 @@ export const lots: Scenario = {
     const [manyBalance, manyList, fewBalance, fewList] = stats as [typeof stats[0], typeof stats[0], typeof stats[0], typeof stats[0]];
     details.reads = Object.fromEntries(paths.map((path, index) => [path, stats[index]]));
     details.cold_read_ms = cold;
+    details.initial_fold_seconds = initialFoldSeconds;
+    notes.push(`the initial lot fold of the bulk-loaded histories took ${initialFoldSeconds.toFixed(1)} s (once; afterwards reads apply only the entries after the fold)`);
     const manyLabel = `${manyLots.toLocaleString("en-US")} lots / ${manyEntries.toLocaleString("en-US")} entries`;
     figures.push(
       figure(`balance p99, ${manyLabel} (baseline: 1 lot / 1,000)`, "ms", manyBalance.p99, fewBalance.p99, { better: "lower", headline: true }),
       figure(`lot listing p99 (50), ${manyLabel} (baseline: 1 lot / 1,000)`, "ms", manyList.p99, fewList.p99, { better: "lower", headline: true }),
-      figure(`first (cold) balance read, ${manyLabel}: folds the history`, "ms", cold.lots_many!, cold.lots_few!, { better: "lower" }),
+      figure(`first balance read after the initial fold, ${manyLabel}`, "ms", cold.lots_many!, cold.lots_few!, { better: "lower" }),
     );
     http.close();
 
