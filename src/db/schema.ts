@@ -32,9 +32,32 @@ const pgSnapshot = customType<{ data: string; driverData: string }>({
   dataType: () => "pg_snapshot",
 });
 
-export const ENTRY_TYPES = ["purchase", "grant", "refund", "bonus", "usage", "removal", "expiration"] as const;
+export const ENTRY_TYPES = [
+  "purchase",
+  "grant",
+  "refund",
+  "bonus",
+  "usage",
+  "removal",
+  // Linked corrections (src/ledger/corrections/): a reversal takes back a credit, a transfer moves credits between
+  // accounts as two entries, and an adjustment is signed (a credit or a debit, by its delta).
+  "reversal",
+  "transfer_out",
+  "transfer_in",
+  "adjustment",
+  // Credit lots (src/ledger/lots/): tally's own debit that ends what remains of an expired or voided lot.
+  "expiration",
+] as const;
+/** The types POST /v1/credits accepts. Every credit-like type (delta > 0) is in CREDIT_DELTA_TYPES. */
 export const CREDIT_TYPES = ["purchase", "grant", "refund", "bonus"] as const;
-export const DEBIT_TYPES = ["usage", "removal", "expiration"] as const;
+/** Types whose delta is always negative. */
+export const DEBIT_TYPES = ["usage", "removal", "reversal", "transfer_out", "expiration"] as const;
+/** Types whose delta is always positive. */
+export const CREDIT_DELTA_TYPES = ["purchase", "grant", "refund", "bonus", "transfer_in"] as const;
+/** Types whose delta may have either sign (the amount is still positive): read the delta, not the type. */
+export const SIGNED_TYPES = ["adjustment"] as const;
+/** Types that correct another entry or move credits, and so carry links (original, counterpart, transfer). */
+export const CORRECTION_TYPES = ["refund", "reversal", "transfer_out", "transfer_in", "adjustment"] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 export type CreditType = (typeof CREDIT_TYPES)[number];
 
@@ -69,6 +92,11 @@ export const entries = pgTable(
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),
+    // Links of a correction (src/ledger/corrections/): the entry a refund or reversal corrects (same account), the
+    // other leg of a transfer, and the transfer both legs share. Null on every other entry.
+    originalEntryId: uuid("original_entry_id"),
+    counterpartEntryId: uuid("counterpart_entry_id"),
+    transferId: uuid("transfer_id"),
     // Credit lots (src/ledger/lots/): a credit's consumption priority (null means the default, 50) and expiry.
     priority: smallint("priority"),
     expiresAt: timestamp("expires_at", { withTimezone: true, mode: "string" }),
@@ -92,18 +120,27 @@ export const entries = pgTable(
       .where(sql`${table.batchId} IS NOT NULL`),
     check(
       "entries_type_known",
-      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'expiration')`,
+      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'reversal', 'transfer_out', 'transfer_in', 'adjustment', 'expiration')`,
     ),
     check("entries_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(
       "entries_delta_sign",
-      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'expiration') THEN -${table.amount} ELSE ${table.amount} END`,
+      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'reversal', 'transfer_out', 'expiration') THEN -${table.amount} WHEN ${table.type} = 'adjustment' AND ${table.delta} < 0 THEN -${table.amount} ELSE ${table.amount} END`,
     ),
     check("entries_priority_range", sql`${table.priority} BETWEEN 0 AND 100`),
     check(
       "entries_expiration_names_lot",
       sql`(${table.type} = 'expiration') = (${table.lotId} IS NOT NULL AND ${table.cutSnapshot} IS NOT NULL)`,
     ),
+    // A link only where it means something: an original on refunds and reversals, both transfer links on both legs.
+    check(
+      "entries_links_by_type",
+      sql`(${table.originalEntryId} IS NULL OR ${table.type} IN ('refund', 'reversal')) AND ((${table.transferId} IS NOT NULL AND ${table.counterpartEntryId} IS NOT NULL) = (${table.type} IN ('transfer_out', 'transfer_in'))) AND (${table.transferId} IS NULL) = (${table.counterpartEntryId} IS NULL)`,
+    ),
+    // The refunds and reversals of one entry, summed under the corrections lock (never exceeds the original).
+    index("entries_account_original")
+      .on(table.accountId, table.originalEntryId)
+      .where(sql`${table.originalEntryId} IS NOT NULL`),
   ],
 );
 

@@ -44,5 +44,5 @@ CREATE INDEX "credit_lots_due" ON "credit_lots" USING btree ("expires_sort") WHE
 ALTER TABLE "balance_events" ADD CONSTRAINT "balance_events_type_known" CHECK ("balance_events"."type" IN ('balance_restored', 'balance_depleted', 'credits_expired'));--> statement-breakpoint
 ALTER TABLE "entries" ADD CONSTRAINT "entries_priority_range" CHECK ("entries"."priority" BETWEEN 0 AND 100);--> statement-breakpoint
 ALTER TABLE "entries" ADD CONSTRAINT "entries_expiration_names_lot" CHECK (("entries"."type" = 'expiration') = ("entries"."lot_id" IS NOT NULL AND "entries"."cut_snapshot" IS NOT NULL));--> statement-breakpoint
-ALTER TABLE "entries" ADD CONSTRAINT "entries_type_known" CHECK ("entries"."type" IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'expiration'));--> statement-breakpoint
-ALTER TABLE "entries" ADD CONSTRAINT "entries_delta_sign" CHECK ("entries"."delta" = CASE WHEN "entries"."type" IN ('usage', 'removal', 'expiration') THEN -"entries"."amount" ELSE "entries"."amount" END);
+ALTER TABLE "entries" ADD CONSTRAINT "entries_type_known" CHECK ("entries"."type" IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'reversal', 'transfer_out', 'transfer_in', 'adjustment', 'expiration'));--> statement-breakpoint
+ALTER TABLE "entries" ADD CONSTRAINT "entries_delta_sign" CHECK ("entries"."delta" = CASE WHEN "entries"."type" IN ('usage', 'removal', 'reversal', 'transfer_out', 'expiration') THEN -"entries"."amount" WHEN "entries"."type" = 'adjustment' AND "entries"."delta" < 0 THEN -"entries"."amount" ELSE "entries"."amount" END);
