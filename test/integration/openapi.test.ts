@@ -27,6 +27,8 @@ const PATHS = [
   "/v1/entries/{entry_id}/refund",
   "/v1/transfers",
   "/v1/accounts/{id}/adjustments",
+  "/v1/accounts/{id}/lots",
+  "/v1/credits/{entry_id}/expire",
 ];
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
 const PROBLEM = "application/problem+json";
@@ -87,6 +89,7 @@ describe("GET /openapi.json", () => {
         "get /v1/me", "post /v1/me", "get /v1/events", "get /v1/accounts/{id}/entries", "get /v1/me/entries",
         "get /v1/entries", "get /v1/entries/{entry_id}", "get /v1/accounts/{id}/stats", "get /health", "get /ready",
         "post /v1/entries/{entry_id}/refund", "post /v1/transfers", "post /v1/accounts/{id}/adjustments",
+        "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
       ]),
     );
   });
@@ -105,7 +108,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(21);
+    expect(v1().length).toBe(23);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
