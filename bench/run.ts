@@ -13,6 +13,7 @@ import { ingestBatch } from "./scenarios/ingest-batch.js";
 import { ingestSingle } from "./scenarios/ingest-single.js";
 import { notify } from "./scenarios/notify.js";
 import { holds } from "./scenarios/holds.js";
+import { lots } from "./scenarios/lots.js";
 
 /**
  * `npm run bench [-- [--quick] [--keep] [--profile] [scenario …]]`
@@ -23,7 +24,7 @@ import { holds } from "./scenarios/holds.js";
  * failed: tally did not start, a request errored, or tally's balances drifted. Timing never fails a run.
  */
 
-const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds];
+const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots];
 
 const USAGE = `usage: npm run bench -- [--quick] [--keep] [--profile] [scenario ...]
 

@@ -16,6 +16,7 @@ import { correctionRoutes } from "./http/routes/corrections.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
+import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
 import type { LedgerContext } from "./ledger/core/context.js";
@@ -65,6 +66,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

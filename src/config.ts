@@ -57,6 +57,8 @@ export const configSchema = z
     POSTING_QUEUE_ROWS_MAX: positiveInt(10_000, 1_000_000),
     POSTING_FLUSH_ROWS_MAX: positiveInt(500, 10_000),
     POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
+    // How often each process sweeps due credit lots; 0 turns the sweep off (reads still settle their own account).
+    EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(1000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

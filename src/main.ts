@@ -8,6 +8,7 @@ import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { configureGroupCommit } from "./ledger/posting/group-commit.js";
+import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { createLogger } from "./logger.js";
 import { databaseSigner } from "./signing/signer.js";
 
@@ -56,6 +57,8 @@ async function main(): Promise<void> {
     wait_max_ms: config.POSTING_QUEUE_WAIT_MAX_MS,
   });
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
+  const expirySweep =
+    config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
   const app = createApp({
     database,
     ledger,
@@ -96,6 +99,7 @@ async function main(): Promise<void> {
     ledger.events.hub.shutdown();
     server.close(async () => {
       await maintenance.stop();
+      await expirySweep?.stop();
       await database.close();
       process.exit(0);
     });

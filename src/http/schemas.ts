@@ -144,6 +144,9 @@ export const EntrySchema = z
     counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
     transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer both legs belong to." }),
     hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
+    priority: z.number().int().optional().openapi({ description: "A credit's lot priority, when it was given one." }),
+    expires_at: z.iso.datetime().optional().openapi({ description: "A credit's expiry, when it has one." }),
+    lot_id: z.uuid().optional().openapi({ description: "An expiration's lot: the id of the credit entry it ended." }),
   })
   .openapi("Entry");
 
@@ -165,8 +168,21 @@ export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string
   "AccountWithBalance",
 );
 
+export const ExpiringNextSchema = z
+  .object({
+    expires_at: z.iso.datetime(),
+    amount: z.string().openapi({ description: "What remains, now, of the lots that expire at expires_at." }),
+  })
+  .nullable()
+  .openapi("ExpiringNext", { description: "The earliest future expiry of the account's credit lots (null if none)." });
+
 export const BalanceSchema = z
-  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }), available: AvailableSchema })
+  .object({
+    account_id: z.string(),
+    balance: z.string().openapi({ example: "12.5" }),
+    available: AvailableSchema,
+    expiring_next: ExpiringNextSchema,
+  })
   .openapi("Balance");
 
 export const AccountIdParamsSchema = z.object({
@@ -189,3 +205,20 @@ export const PageQuerySchema = z.strictObject({
 });
 
 export const REPLAYED_HEADER = "Idempotent-Replayed";
+
+/** RFC 3339: a date, a time with seconds, an optional fraction, and a zone (Z or an offset). */
+const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** A lot's expiry (src/ledger/lots/); that it lies in the future is checked against the ledger's clock. */
+export const ExpiresAtSchema = z
+  .string()
+  .max(40)
+  .refine((value) => RFC_3339.test(value) && !Number.isNaN(Date.parse(value)), "must be an RFC 3339 date-time, e.g. 2027-01-31T00:00:00Z")
+  .openapi({ description: "When the lot's remaining amount expires (RFC 3339, in the future). Stored to the millisecond.", example: "2027-01-31T00:00:00Z" });
+
+export const LotPrioritySchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(100)
+  .openapi({ description: "Consumption priority, 0-100; lower is consumed first. Default 50.", example: 10 });

@@ -32,6 +32,8 @@ const PATHS = [
   "/v1/holds/{id}/capture",
   "/v1/holds/{id}/release",
   "/v1/accounts/{id}/holds",
+  "/v1/accounts/{id}/lots",
+  "/v1/credits/{entry_id}/expire",
 ];
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
 const PROBLEM = "application/problem+json";
@@ -94,6 +96,7 @@ describe("GET /openapi.json", () => {
         "post /v1/entries/{entry_id}/refund", "post /v1/transfers", "post /v1/accounts/{id}/adjustments",
         "post /v1/holds", "get /v1/holds/{id}", "post /v1/holds/{id}/capture", "post /v1/holds/{id}/release",
         "get /v1/accounts/{id}/holds",
+        "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
       ]),
     );
   });
@@ -112,7 +115,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(26);
+    expect(v1().length).toBe(28);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }

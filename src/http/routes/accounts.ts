@@ -1,3 +1,4 @@
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { createRoute, z } from "@hono/zod-openapi";
 import { createAccount, getAccount, listAccounts } from "../../ledger/core/accounts.js";
 import { getBalanceAndAvailable } from "../../ledger/balances/balances.js";
@@ -114,7 +115,11 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       async (c) => {
         const account_id = ownAccountId(c);
         const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
-        return c.json({ account_id, balance: formatNanos(balance), available: formatNanos(available) }, 200);
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json(
+          { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
+          200,
+        );
       },
     )
     .openapi(

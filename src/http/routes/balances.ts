@@ -7,6 +7,7 @@ import {
   getBalances,
 } from "../../ledger/balances/balances.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
@@ -56,7 +57,11 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         const { account_id } = c.req.valid("param");
         authorizeAccounts(c, [account_id]);
         const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
-        return c.json({ account_id, balance: formatNanos(balance), available: formatNanos(available) }, 200);
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json(
+          { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
+          200,
+        );
       },
     )
     .openapi(
@@ -78,12 +83,14 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         authorizeAccounts(c, account_ids);
         const { balances, available, missing } = await getBalances(ledger, account_ids);
         const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
+        const expiring = await expiringNext(ledger, ordered);
         return c.json(
           {
             balances: ordered.map((account_id) => ({
               account_id,
               balance: formatNanos(balances.get(account_id)!),
               available: formatNanos(available.get(account_id)!),
+              expiring_next: expiring.get(account_id) ?? null,
             })),
             not_found: missing,
           },

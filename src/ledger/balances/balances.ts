@@ -6,6 +6,7 @@ import { refreshQuietly } from "./checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { observeAtOrBelowZero } from "../events/crossings.js";
 import { HELD_TOTAL, activeHoldsJoin } from "../holds/held-sql.js";
+import { settleDueLots } from "../lots/settle.js";
 
 /** The most accounts one bulk balance query may ask for. */
 export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
@@ -76,6 +77,8 @@ export async function getBalances(
   account_ids: readonly string[],
   options: { observe: boolean } = { observe: true },
 ): Promise<{ balances: Map<string, bigint>; available: Map<string, bigint>; missing: string[] }> {
+  // Lots due at the clock's now expire first, so the read never includes expired credit (src/ledger/lots/).
+  await settleDueLots(context, account_ids);
   const { found, missing } = await readBalances(context.database, account_ids, context.now());
   const overgrown = [...found].filter(([, balance]) => balance.delta_rows > context.checkpoint_policy.delta_max);
   if (overgrown.length > 0) await refreshQuietly(context, overgrown.map(([id]) => id));

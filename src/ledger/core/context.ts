@@ -19,6 +19,13 @@ export interface CheckpointPolicy {
 
 export const DEFAULT_NOTIFY_CHANNEL = "tally_balance_restored";
 
+/** Wall-clock time, injectable so that tests move time (lot expiry, renewals) instead of sleeping. */
+export interface Clock {
+  now(): Date;
+}
+
+export const SYSTEM_CLOCK: Clock = { now: () => new Date() };
+
 /** Everything the ledger functions need, passed in rather than imported, so tests build their own. */
 export interface LedgerContext {
   database: Database;
@@ -26,7 +33,8 @@ export interface LedgerContext {
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
   events: { notify_channel: string; hub: EventHub };
-  /** The time holds are granted, expire and close by; injectable so tests move time instead of sleeping. */
+  /** The ledger's clock: holds are granted, expire and close by it; lots expire by it. `now` reads it. */
+  clock: Clock;
   now: () => Date;
 }
 
@@ -37,8 +45,12 @@ export function createLedgerContext(options: {
   delta_max: number;
   random?: () => number;
   notify_channel?: string;
+  /** Either a clock or a bare `now`; both default to the system clock. */
+  clock?: Clock;
   now?: () => Date;
 }): LedgerContext {
+  const now = options.now;
+  const clock: Clock = options.clock ?? (now === undefined ? SYSTEM_CLOCK : { now: () => now() });
   return {
     database: options.database,
     known_accounts: new KnownAccounts(),
@@ -49,6 +61,7 @@ export function createLedgerContext(options: {
     },
     logger: options.logger,
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
-    now: options.now ?? (() => new Date()),
+    clock,
+    now: () => clock.now(),
   };
 }

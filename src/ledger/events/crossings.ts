@@ -24,7 +24,7 @@ import type { LedgerContext } from "../core/context.js";
  */
 const CROSSING_LOCK_NAMESPACE = 2;
 /** A single global key, taken last (after any per-account lock) so it cannot deadlock. */
-const EVENT_ID_LOCK = [3, 0] as const;
+export const EVENT_ID_LOCK = [3, 0] as const;
 
 // The credits join is LATERAL for the same reason as CHECKPOINT_JOINS: the watch's boundary must reach the index.
 const EVALUATE_SQL = `
@@ -62,6 +62,9 @@ export interface BalanceEvent {
   account_id: string;
   balance: string;
   time: string;
+  /** credits_expired only (src/ledger/lots/): the lot that expired and the amount that left the balance. */
+  lot_id?: string;
+  amount?: string;
 }
 
 interface EvaluationRow {
