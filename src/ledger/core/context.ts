@@ -1,5 +1,6 @@
 import type { Database } from "../../db/port.js";
 import { EventHub } from "../events/event-hub.js";
+import { FOLD_CHUNKS_MAX, FOLD_CHUNK_ROWS } from "./fold-chunk.js";
 import { KnownAccounts } from "./known-accounts.js";
 
 /** The narrow logging surface the domain needs; pino's logger satisfies it. */
@@ -26,6 +27,15 @@ export interface LedgerContext {
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
   events: { notify_channel: string; hub: EventHub };
+  /** How folds (checkpoints, roll-ups, crossing credits) split their work; see fold-chunk.ts. */
+  fold_policy: FoldPolicy;
+}
+
+export interface FoldPolicy {
+  /** Rows per fold statement; each chunk commits on its own. */
+  chunk_rows: number;
+  /** Chunks per call, so one request never folds without end. */
+  chunks_max: number;
 }
 
 export function createLedgerContext(options: {
@@ -35,6 +45,7 @@ export function createLedgerContext(options: {
   delta_max: number;
   random?: () => number;
   notify_channel?: string;
+  fold_chunk_rows?: number;
 }): LedgerContext {
   return {
     database: options.database,
@@ -46,5 +57,6 @@ export function createLedgerContext(options: {
     },
     logger: options.logger,
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
+    fold_policy: { chunk_rows: options.fold_chunk_rows ?? FOLD_CHUNK_ROWS, chunks_max: FOLD_CHUNKS_MAX },
   };
 }

@@ -1,7 +1,7 @@
 import type { EntryType } from "../../db/schema.js";
 import { canonicalNumeric, formatNanos, numericToNanos } from "../core/amount.js";
 import type { LedgerContext } from "../core/context.js";
-import { refreshQuietly } from "../balances/checkpoints.js";
+import { refreshCheckpoint, refreshQuietly } from "../balances/checkpoints.js";
 import {
   BALANCE_AS_OF_SQL,
   GROUPED_PAGE_SQL,
@@ -110,10 +110,18 @@ export async function currentSnapshot(context: LedgerContext): Promise<string> {
 
 /**
  * The balance as of the snapshot, in one statement. A checkpoint whose delta has grown past CHECKPOINT_DELTA_MAX
- * is refreshed afterwards, as any balance read does, so the next page reads a short delta.
+ * is refreshed afterwards, as any balance read does, so the next page reads a short delta. One that has fallen
+ * further behind than a fold chunk (an account never read) is first folded forward in chunks, each committed, so
+ * no statement here reads more than a chunk of delta rows plus those above the horizon.
  */
 async function balanceAsOf(context: LedgerContext, account_id: string, snapshot: string): Promise<bigint> {
-  const [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot]);
+  const cap = context.fold_policy.chunk_rows;
+  let [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot, cap]);
+  if (Number(row!.delta_rows) >= cap) {
+    await refreshCheckpoint(context.database, account_id, context.fold_policy);
+    // What is left above the checkpoint now is above the horizon: read it whole.
+    [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot, null]);
+  }
   if (Number(row!.delta_rows) > context.checkpoint_policy.delta_max) await refreshQuietly(context, [account_id]);
   return numericToNanos(row!.balance);
 }
