@@ -171,6 +171,15 @@ LEFT JOIN LATERAL (
     AND NOT pg_visible_in_snapshot(entry.xid, $2::pg_snapshot)
 ) AS unseen ON true`;
 
+/** Whether at least $2 rows lie above the account's checkpoint: an index-only probe that stops at $2. */
+export const FAR_BEHIND_SQL = `
+SELECT count(*) >= $2::bigint AS far_behind FROM (
+  SELECT 1 FROM entries AS entry
+  WHERE entry.account_id = $1
+    AND entry.xid >= COALESCE((SELECT xid_boundary FROM balance_checkpoints WHERE account_id = $1), '0'::xid8)
+  LIMIT $2::bigint
+) AS above`;
+
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page
  * costs O(page)). Grouping is per account and is not offered here. Parameters: $1 snapshot, $2 id bound (uuid or

@@ -4,6 +4,7 @@ import type { LedgerContext } from "../core/context.js";
 import { refreshCheckpoint, refreshQuietly } from "../balances/checkpoints.js";
 import {
   BALANCE_AS_OF_SQL,
+  FAR_BEHIND_SQL,
   GROUPED_PAGE_SQL,
   UNGROUPED_PAGE_SQL,
   groupedTotalsSql,
@@ -127,6 +128,20 @@ async function balanceAsOf(context: LedgerContext, account_id: string, snapshot:
 }
 
 /**
+ * Folds the checkpoint forward (in chunks) when more than a chunk of rows lies above it, which only happens to an
+ * account that has not been read for a long time; otherwise one short index probe. Best effort: balanceAsOf folds
+ * whatever is still needed.
+ */
+async function catchUpFarBehindCheckpoint(context: LedgerContext, account_id: string): Promise<void> {
+  try {
+    const [probe] = await context.database.query<{ far_behind: boolean }>(FAR_BEHIND_SQL, [account_id, context.fold_policy.chunk_rows]);
+    if (probe!.far_behind) await refreshCheckpoint(context.database, account_id, context.fold_policy);
+  } catch (error) {
+    context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
+  }
+}
+
+/**
  * How many items match. An ungrouped count without a search or date filter is answered from the batch aggregates
  * (their row counts) rather than by counting every row: O(batches), not O(rows).
  */
@@ -170,12 +185,17 @@ export async function listHistory(
   },
 ): Promise<HistoryPage> {
   const { account_id, group_batches, limit, offset, after, filters } = request;
-  if (after === undefined && group_batches) {
-    try {
-      await rollUpBatches(context, account_id);
-    } catch (error) {
-      context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
-    }
+  if (after === undefined) {
+    // Both folds of a never-read account, side by side on two connections: they are independent, and each is a
+    // pass over every row of the account.
+    await Promise.all([
+      group_batches
+        ? rollUpBatches(context, account_id).catch((error: unknown) => {
+            context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
+          })
+        : undefined,
+      catchUpFarBehindCheckpoint(context, account_id),
+    ]);
   }
   const snapshot = after?.snapshot ?? (await currentSnapshot(context));
   const position = after?.position ?? null;
