@@ -23,6 +23,11 @@ import { chunkEndSql } from "../core/fold-chunk.js";
  * hold without a crossing (a credit followed by heavy usage), so a rare duplicate is possible; a missed one is not.
  * With no previous evaluation the test is taken as passed (`watched` is false): C would be every credit ever, and
  * B − C ≤ 0 always holds for an account that started at zero, so there is nothing to read.
+ *
+ * Every statement is bounded (see evaluateCrossing): C may be summed in committed chunks into the watch row
+ * (credits_pending, up to credits_boundary) before the deciding read, which then reads only the rest. The chunks and
+ * the rest partition "visible now, not visible in the saved snapshot" by xid, so C, and the argument above, are
+ * unchanged (docs/design.md §14, "Bounded evaluations").
  */
 const CROSSING_LOCK_NAMESPACE = 2;
 /** A single global key, taken last (after any per-account lock) so it cannot deadlock. */
