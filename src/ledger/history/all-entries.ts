@@ -1,5 +1,6 @@
 import { ENTRY_COLUMNS, toEntry, type Entry, type EntryRow } from "../core/entry.js";
 import type { LedgerContext } from "../core/context.js";
+import { withLinks } from "../corrections/links.js";
 import { ALL_ENTRIES_COUNT_SQL, ALL_ENTRIES_PAGE_SQL } from "./history-sql.js";
 import { currentSnapshot, likePattern, type HistoryFilters, type HistoryPosition } from "./history.js";
 
@@ -27,7 +28,7 @@ export async function listAllEntries(
   // pinned to one snapshot, the count cannot change. Later pages cost O(page).
   const total = after?.total ?? (await countAllEntries(context, snapshot, shared));
   return {
-    items: pageRows.map((row) => toEntry({ ...row, request_hash: "" })),
+    items: await withLinks(context, pageRows.map((row) => toEntry({ ...row, request_hash: "" }))),
     total,
     snapshot,
     next: rows.length > offset + limit && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position, total } : undefined,
