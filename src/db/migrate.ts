@@ -79,7 +79,7 @@ async function runMigrations(orm: Orm, migrations: readonly MigrationMeta[]): Pr
     if (appliedUpTo !== undefined && migration.folderMillis <= appliedUpTo) continue;
     const statements = migration.sql.filter((statement) => statement.trim() !== "");
     const record = sql`INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (${migration.hash}, ${migration.folderMillis})`;
-    if (statements.some((statement) => NON_TRANSACTIONAL.test(statement))) {
+    if (statements.some((statement) => NON_TRANSACTIONAL.test(withoutComments(statement)))) {
       for (const statement of statements) await runOutsideTransaction(orm, statement);
       await orm.execute(record);
     } else {
@@ -91,10 +91,16 @@ async function runMigrations(orm: Orm, migrations: readonly MigrationMeta[]): Pr
   }
 }
 
+/** A statement without its `--` comment lines, for recognising what it does. */
+function withoutComments(statement: string): string {
+  return statement.replace(/^\s*--.*$/gm, "");
+}
+
 async function runOutsideTransaction(orm: Orm, statement: string): Promise<void> {
-  if (/\bCREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\b/i.test(statement)) {
-    const name = CREATE_INDEX_CONCURRENTLY.exec(statement)?.[2];
-    if (!name) throw new Error(`a concurrent index build must say IF NOT EXISTS, so that it can be run again: ${statement.trim()}`);
+  const bare = withoutComments(statement);
+  if (/\bCREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\b/i.test(bare)) {
+    const name = CREATE_INDEX_CONCURRENTLY.exec(bare)?.[2];
+    if (!name) throw new Error(`a concurrent index build must say IF NOT EXISTS, so that it can be run again: ${bare.trim()}`);
     const invalid = rowsOf<{ name: string }>(
       await orm.execute(sql`
         SELECT index.relname AS name FROM pg_index

@@ -4,14 +4,14 @@
  * index) is dropped and built again on the next run. On a database of the test's own, with a migrations folder of
  * the test's own.
  */
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
 import { openEmbedded } from "../../src/db/embedded.js";
-import { applyMigrations } from "../../src/db/migrate.js";
+import { applyMigrations, MIGRATIONS_FOLDER } from "../../src/db/migrate.js";
 import { connectPostgres } from "../../src/db/postgres.js";
 
 const TABLE_SQL = "CREATE TABLE load_target (id bigserial PRIMARY KEY, value int NOT NULL);";
@@ -151,6 +151,20 @@ describe("CREATE INDEX CONCURRENTLY in a migration", () => {
     } finally {
       await database.close();
       await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it("tally's own migrations build every index on entries concurrently, after the first releases", async () => {
+    // 0000–0004 shipped before the concurrent builds existed, when entries was empty on every new deployment.
+    const files = (await readdir(MIGRATIONS_FOLDER)).filter((file) => /^\d{4}_.*\.sql$/.test(file) && file >= "0005");
+    expect(files.length).toBeGreaterThan(0);
+    for (const file of files) {
+      const text = await readFile(path.join(MIGRATIONS_FOLDER, file), "utf8");
+      for (const statement of text.split("--> statement-breakpoint")) {
+        if (/CREATE\s+(UNIQUE\s+)?INDEX\b[\s\S]*\bON\s+"?entries"?\s/i.test(statement)) {
+          expect(statement, file).toMatch(/CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS/i);
+        }
+      }
     }
   });
 });
