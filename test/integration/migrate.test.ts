@@ -2,7 +2,8 @@
  * tally's migrator runs a migration that builds an index CONCURRENTLY outside any transaction, so that upgrading a
  * running deployment does not block the inserts of the proxies on a populated table; an interrupted build (an INVALID
  * index) is dropped and built again on the next run. On a database of the test's own, with a migrations folder of
- * the test's own.
+ * the test's own. (The embedded store runs the same migrator over tally's real migrations, concurrent index build
+ * included, in embedded.test.ts.)
  */
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
@@ -10,7 +11,6 @@ import path from "node:path";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { inject } from "vitest";
-import { openEmbedded } from "../../src/db/embedded.js";
 import { applyMigrations, MIGRATIONS_FOLDER } from "../../src/db/migrate.js";
 import { connectPostgres } from "../../src/db/postgres.js";
 
@@ -134,24 +134,6 @@ describe("CREATE INDEX CONCURRENTLY in a migration", () => {
       { tag: "0002_bad", sql: "CREATE INDEX CONCURRENTLY load_target_value_again ON load_target (value);" },
     ]);
     await expect(migrate()).rejects.toThrow(/IF NOT EXISTS/);
-  });
-
-  it("runs the same migrations on the embedded store", async () => {
-    await writeMigrations([{ tag: "0000_table", sql: TABLE_SQL }, { tag: "0001_index", sql: INDEX_SQL }]);
-    const dataDir = await mkdtemp(path.join(tmpdir(), "tally-embedded-migrate-"));
-    const database = await openEmbedded({ data_dir: dataDir });
-    try {
-      await applyMigrations(database, undefined, { migrations_folder: folder });
-      await applyMigrations(database, undefined, { migrations_folder: folder });
-      const [index] = await database.query<{ valid: boolean }>(
-        "SELECT indisvalid AS valid FROM pg_index WHERE indexrelid = 'load_target_value'::regclass",
-      );
-      expect(index!.valid).toBe(true);
-      expect(await database.query("SELECT 1 FROM drizzle.__drizzle_migrations")).toHaveLength(2);
-    } finally {
-      await database.close();
-      await rm(dataDir, { recursive: true, force: true });
-    }
   });
 
   it("tally's own migrations build every index on entries concurrently, after the first releases", async () => {
