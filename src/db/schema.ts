@@ -185,6 +185,13 @@ export const balanceWatches = pgTable("balance_watches", {
   evaluatedSnapshot: pgSnapshot("evaluated_snapshot").notNull(),
   depletedSince: timestamp("depleted_since", { withTimezone: true, mode: "string" }),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+  /**
+   * The credits since `evaluated_snapshot` already summed, in bounded chunks, by an evaluation that had many rows
+   * to read: the positive deltas of the rows with xid below `credits_boundary` not visible in the snapshot. Null
+   * boundary (and 0): nothing summed yet, the next evaluation starts at the snapshot's xmin (ledger/events/crossings.ts).
+   */
+  creditsBoundary: xid8("credits_boundary"),
+  creditsPending: numeric("credits_pending").notNull().default("0"),
 });
 
 /**

@@ -2,6 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import { TallyError } from "../../errors.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
 import { auditLots } from "../../ledger/lots/audit.js";
+import type { Signer } from "../../signing/signer.js";
 import { LOT_LIST_STATUSES, creditAccount, listLots, voidLot } from "../../ledger/lots/listing.js";
 import { ensureAccountsExist } from "../../ledger/posting/posting.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
@@ -63,8 +64,8 @@ const LotsQuerySchema = z.strictObject({
     }),
 });
 
-export function lotRoutes(deps: { ledger: LedgerContext }) {
-  const { ledger } = deps;
+export function lotRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
+  const { ledger, signer } = deps;
   return createRouter()
     .openapi(
       createRoute({
@@ -99,7 +100,7 @@ export function lotRoutes(deps: { ledger: LedgerContext }) {
           throw new TallyError("forbidden", "audit=true needs a service key with the admin scope");
         }
         await ensureAccountsExist(ledger, [id]);
-        const page = await listLots(ledger, { account_id: id, status, limit, cursor });
+        const page = await listLots(ledger, { account_id: id, status, limit, cursor, signer });
         if (audit === "true") return c.json({ ...page, audit: await auditLots(ledger, id) }, 200);
         return c.json(page, 200);
       },

@@ -1,5 +1,6 @@
 import type { Database } from "../../db/port.js";
 import { EventHub } from "../events/event-hub.js";
+import { FOLD_CHUNKS_MAX, FOLD_CHUNK_ROWS } from "./fold-chunk.js";
 import { KnownAccounts } from "./known-accounts.js";
 
 /** The narrow logging surface the domain needs; pino's logger satisfies it. */
@@ -36,6 +37,15 @@ export interface LedgerContext {
   /** The ledger's clock: holds are granted, expire and close by it; lots expire by it. `now` reads it. */
   clock: Clock;
   now: () => Date;
+  /** How folds (checkpoints, roll-ups, crossing credits) split their work; see fold-chunk.ts. */
+  fold_policy: FoldPolicy;
+}
+
+export interface FoldPolicy {
+  /** Rows per fold statement; each chunk commits on its own. */
+  chunk_rows: number;
+  /** Chunks per call, so one request never folds without end. */
+  chunks_max: number;
 }
 
 export function createLedgerContext(options: {
@@ -48,6 +58,7 @@ export function createLedgerContext(options: {
   /** Either a clock or a bare `now`; both default to the system clock. */
   clock?: Clock;
   now?: () => Date;
+  fold_chunk_rows?: number;
 }): LedgerContext {
   const now = options.now;
   const clock: Clock = options.clock ?? (now === undefined ? SYSTEM_CLOCK : { now: () => now() });
@@ -63,5 +74,6 @@ export function createLedgerContext(options: {
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
     clock,
     now: () => clock.now(),
+    fold_policy: { chunk_rows: options.fold_chunk_rows ?? FOLD_CHUNK_ROWS, chunks_max: FOLD_CHUNKS_MAX },
   };
 }

@@ -12,7 +12,7 @@
  * newest first. Positions are unique: every row belongs to exactly one item.
  */
 
-import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../balances/balance-sql.js";
+import { CHECKPOINT_BALANCE, checkpointJoinsCapped } from "../balances/balance-sql.js";
 
 const SINGLE_FILTERS = `
   AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))
@@ -186,18 +186,29 @@ GROUP BY nearest.anchor`;
  * The account's balance as of the snapshot, in one statement (so the current balance and what became visible after
  * the snapshot come from one view): checkpoint + delta, less the rows the snapshot does not see. Only rows at or
  * above the snapshot's xmin can be invisible to it, so the last part reads just those. Also returns how many delta
- * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does.
+ * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does. The delta
+ * read stops at $3 rows (NULL: no cap); at the cap the balance is partial, and the caller folds the checkpoint
+ * forward in chunks and reads again, so a never-read account costs bounded statements.
  */
 export const BALANCE_AS_OF_SQL = `
 SELECT (${CHECKPOINT_BALANCE} - COALESCE(unseen.total, 0))::text AS balance,
        delta.row_count::text AS delta_rows
 FROM (SELECT $1::text AS account_id) AS requested
-${CHECKPOINT_JOINS}
+${checkpointJoinsCapped("$3::bigint")}
 LEFT JOIN LATERAL (
   SELECT SUM(entry.delta) AS total FROM entries AS entry
   WHERE entry.account_id = requested.account_id AND entry.xid >= pg_snapshot_xmin($2::pg_snapshot)
     AND NOT pg_visible_in_snapshot(entry.xid, $2::pg_snapshot)
 ) AS unseen ON true`;
+
+/** Whether at least $2 rows lie above the account's checkpoint: an index-only probe that stops at $2. */
+export const FAR_BEHIND_SQL = `
+SELECT count(*) >= $2::bigint AS far_behind FROM (
+  SELECT 1 FROM entries AS entry
+  WHERE entry.account_id = $1
+    AND entry.xid >= COALESCE((SELECT xid_boundary FROM balance_checkpoints WHERE account_id = $1), '0'::xid8)
+  LIMIT $2::bigint
+) AS above`;
 
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page

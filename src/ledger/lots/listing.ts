@@ -2,6 +2,7 @@ import { z } from "zod";
 import type { LotStatus } from "../../db/schema.js";
 import { TallyError } from "../../errors.js";
 import { decodeCursor, encodeCursor } from "../../http/cursor.js";
+import type { Signer } from "../../signing/signer.js";
 import { formatNanos } from "../core/amount.js";
 import type { LedgerContext } from "../core/context.js";
 import { expiresSort, loadLot, toLot, type LotRow } from "./lot-store.js";
@@ -69,9 +70,12 @@ LIMIT $6`;
  */
 export async function listLots(
   context: LedgerContext,
-  request: { account_id: string; status: LotListStatus; limit: number; cursor?: string },
+  request: { account_id: string; status: LotListStatus; limit: number; cursor?: string; signer: Signer },
 ): Promise<{ lots: LotView[]; next_cursor: string | null }> {
-  const position = request.cursor === undefined ? undefined : decodeCursor(request.cursor, CursorSchema);
+  // Signed and bound to the account and the status filter, like every cursor (src/http/cursor.ts).
+  const binding = ["lots", request.account_id, request.status];
+  const position =
+    request.cursor === undefined ? undefined : await decodeCursor(request.signer, binding, request.cursor, CursorSchema);
   if (position && position.status !== request.status) {
     throw new TallyError("invalid_cursor", "the cursor belongs to a listing with another status filter");
   }
@@ -101,7 +105,7 @@ export async function listLots(
   const last = page[page.length - 1];
   const next_cursor =
     merged.length > request.limit && last
-      ? encodeCursor({
+      ? await encodeCursor(request.signer, binding, {
           status: request.status,
           priority: last.priority,
           expires_sort: expiresSort(last.expires_at),
