@@ -10,6 +10,7 @@ import { authenticate, type Authenticators } from "./http/auth.js";
 import type { AppEnv } from "./http/env.js";
 import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
+import type { Lifecycle } from "./http/drain.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
@@ -26,6 +27,8 @@ export interface AppDependencies {
   logger: Logger;
   limits: { max_body_bytes: number; request_timeout_ms: number; cors_origins: string[] };
   stream_limits?: StreamLimits;
+  /** Set by the process entry; while draining, /ready answers 503. */
+  lifecycle?: Lifecycle;
 }
 
 /** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
@@ -58,7 +61,7 @@ export function createApp(deps: AppDependencies) {
   );
   app.use("/v1/*", authenticate(deps.authenticators));
 
-  app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
+  app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000, lifecycle: deps.lifecycle }));
   app.route("/", accountRoutes({ ledger: deps.ledger }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));

@@ -50,6 +50,8 @@ export const configSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
       .default("tally_balance_restored"),
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
+    /** On SIGTERM/SIGINT, in-flight requests get this long to finish before their connections are cut. */
+    SHUTDOWN_TIMEOUT_MS: positiveInt(10_000, 600_000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",
