@@ -19,6 +19,9 @@ export const ERROR_CATALOGUE = {
   service_unavailable: { status: 503, title: "The service cannot reach its database" },
   stream_limit_reached: { status: 503, title: "This process serves as many event streams as it allows; retry later" },
   request_timeout: { status: 504, title: "The request took too long" },
+  database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
+  database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
+  too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
