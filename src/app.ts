@@ -82,7 +82,10 @@ export function createApp(deps: AppDependencies) {
   app.onError((error, c) => {
     const response = problemFor(error, c);
     // Every 503 and 429 is temporary: say when to come back.
-    if (response.status === 503 || response.status === 429) response.headers.set("Retry-After", String(RETRY_AFTER_SECONDS));
+    if (response.status === 503 || response.status === 429) {
+      const seconds = error instanceof TallyError ? error.extensions.retry_after_s : undefined;
+      response.headers.set("Retry-After", String(typeof seconds === "number" ? seconds : RETRY_AFTER_SECONDS));
+    }
     return response;
   });
   const problemFor = (error: Error, c: Context<AppEnv>): Response => {

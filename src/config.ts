@@ -52,6 +52,8 @@ export const configSchema = z
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish before their connections are cut. */
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000, 600_000),
+    /** Failed authentications one client address may make per minute before unknown credentials get 429. */
+    AUTH_FAILURES_PER_MINUTE_MAX: positiveInt(30, 1_000_000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

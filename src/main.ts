@@ -2,6 +2,7 @@ import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { createApp } from "./app.js";
 import { JwtVerifier } from "./auth/jwt.js";
+import { FAILED_AUTHENTICATION_DEFAULTS, FailedAuthentications } from "./auth/failed-authentications.js";
 import { ServiceKeyVerifier } from "./auth/service-keys.js";
 import { ConfigError, parseConfig } from "./config.js";
 import { DirectoryLockedError } from "./db/directory-lock.js";
@@ -63,7 +64,11 @@ async function main(): Promise<void> {
     ledger,
     logger,
     authenticators: {
-      service_keys: new ServiceKeyVerifier(database.orm),
+      service_keys: new ServiceKeyVerifier(database),
+      failed_authentications: new FailedAuthentications({
+        ...FAILED_AUTHENTICATION_DEFAULTS,
+        failures_max: config.AUTH_FAILURES_PER_MINUTE_MAX,
+      }),
       jwt: JwtVerifier.fromOptions({
         secret: config.JWT_SECRET,
         jwks_url: config.JWT_JWKS_URL,
