@@ -44,6 +44,16 @@ export function isDatabaseUnreachable(error: unknown): boolean {
   return UNREACHABLE_CODES.has(code) || code.startsWith("08");
 }
 
+/**
+ * Every one of these makes the gate answer at once until a probe succeeds. That includes a closed session:
+ * postgres.js reports sessions the server terminates while stopping as CONNECTION_CLOSED (it drops the FATAL
+ * 57P01), and waiting for each of them to fail separately is what held requests for seconds. A session ended for
+ * idling in a transaction (25P03, reported the same way) therefore also costs up to one probe interval of 503s.
+ */
+function meansDatabaseDown(error: unknown): boolean {
+  return isDatabaseUnreachable(error);
+}
+
 export interface PoolGateOptions {
   /** Work items running at once: the pool size, so that nothing queues inside the driver, where it cannot be bounded. */
   slots: number;
@@ -59,6 +69,9 @@ export interface PoolGateOptions {
   probe_interval_ms: number;
   now_ms?: () => number;
 }
+
+/** How long a probe may take before it counts as failed (the connect timeout's default). */
+const PROBE_TIMEOUT_MS = 1_000;
 
 interface Waiter {
   admit(): void;
@@ -76,6 +89,7 @@ export class PoolGate {
   private unreachableSince: number | undefined;
   private nextProbeAt = 0;
   private probing = false;
+  private readonly running_work = new Set<(error: Error) => void>();
   private readonly now_ms: () => number;
 
   constructor(private readonly options: PoolGateOptions) {
@@ -109,16 +123,40 @@ export class PoolGate {
     } finally {
       if (scope) scope.waited_ms += this.now_ms() - waitStarted;
     }
-    try {
-      const result = await work();
-      if (probe || this.unreachableSince !== undefined) this.unreachableSince = undefined;
-      return result;
-    } catch (error) {
-      if (isDatabaseUnreachable(error)) this.markUnreachable();
-      throw error;
-    } finally {
+    // When the database is found down, work still running is answered at once as well: postgres.js retries a
+    // connection that the server closes without an error, so a query caught in a shutdown could wait seconds. Its
+    // slot stays taken until the work settles, so the pool is never oversubscribed. A write answered 503 here may
+    // still commit; like any 503, the client retries it with the same idempotency key.
+    let abandon!: (error: Error) => void;
+    const abandoned = new Promise<never>((_, reject) => (abandon = reject));
+    abandoned.catch(() => {});
+    this.running_work.add(abandon);
+    // A probe answers within the bound too: past it, it counts as failed and the next probe may go.
+    const probeTimer = probe
+      ? setTimeout(() => {
+          this.probing = false;
+          abandon(unreachable());
+        }, PROBE_TIMEOUT_MS)
+      : undefined;
+    const outcome = (async () => work())();
+    const settled = outcome.then(
+      () => {
+        if (probe || this.unreachableSince !== undefined) this.unreachableSince = undefined;
+      },
+      (error: unknown) => {
+        if (meansDatabaseDown(error)) this.markUnreachable();
+      },
+    );
+    void settled.finally(() => {
+      clearTimeout(probeTimer);
+      this.running_work.delete(abandon);
       if (probe) this.probing = false;
       this.release();
+    });
+    try {
+      return await Promise.race([outcome, abandoned]);
+    } finally {
+      this.running_work.delete(abandon);
     }
   }
 
@@ -169,8 +207,10 @@ export class PoolGate {
       this.unreachableSince = this.now_ms();
       this.nextProbeAt = this.now_ms() + this.options.probe_interval_ms;
     }
-    // Everyone waiting would only try a connection that cannot be made: answer them now.
+    // Everyone waiting would only try a connection that cannot be made: answer them now, and the running too.
     for (const waiter of [...this.waiting]) waiter.refuse(unreachable());
+    for (const abandon of [...this.running_work]) abandon(unreachable());
+    this.running_work.clear();
   }
 }
 
