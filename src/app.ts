@@ -15,6 +15,7 @@ import { requestLog } from "./http/request-log.js";
 import type { Lifecycle } from "./http/drain.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
+import { correctionRoutes } from "./http/routes/corrections.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
@@ -63,6 +64,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", postingRoutes({ ledger: deps.ledger }));
   app.route("/", historyRoutes({ ledger: deps.ledger }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
+  app.route("/", correctionRoutes({ ledger: deps.ledger }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

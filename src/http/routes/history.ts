@@ -14,13 +14,16 @@ import { AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import { BEARER_SECURITY } from "../route-parts.js";
 import { AccountIdParamsSchema, EntrySchema, EntryTypeSchema, LIMITS } from "../schemas.js";
+import { ENTRY_TYPES } from "../../db/schema.js";
+import { refundedNanos } from "../../ledger/corrections/refunds.js";
+import { formatNanos } from "../../ledger/core/amount.js";
 
 const DateTimeSchema = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-01T00:00:00Z" });
 const query = (name: string) => ({ param: { name, in: "query" as const } });
 
 const FilterQuery = {
   type: z
-    .union([EntryTypeSchema, z.array(EntryTypeSchema).max(6)])
+    .union([EntryTypeSchema, z.array(EntryTypeSchema).max(ENTRY_TYPES.length)])
     .optional()
     .openapi({ ...query("type"), description: "Repeat to list several types." }),
   search: z
@@ -69,6 +72,9 @@ const HistoryItemSchema = z
     balance_after: z.string().nullable().openapi({
       description: "The balance right after this item (a batch: after its last row). Null when type or search is set.",
     }),
+    original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
+    counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
+    transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer." }),
   })
   .openapi("HistoryItem");
 
@@ -240,7 +246,19 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         middleware: [requireScope("history:read")] as const,
         request: { params: z.object({ entry_id: z.uuid().openapi({ param: { name: "entry_id", in: "path" } }) }) },
         responses: {
-          200: { description: "The entry", content: { "application/json": { schema: EntrySchema } } },
+          200: {
+            description: "The entry, with `refunded_amount`: what its refunds or reversals add up to",
+            content: {
+              "application/json": {
+                schema: EntrySchema.extend({
+                  refunded_amount: z.string().openapi({
+                    description: "The sum of the refunds (of a debit) or reversals (of a credit) that name this entry; \"0\" if none.",
+                    example: "4",
+                  }),
+                }).openapi("EntryDetail"),
+              },
+            },
+          },
           ...errorResponses("validation_failed", "not_found", ...AUTH_ERRORS),
         },
       }),
@@ -252,7 +270,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         if (!entry || (principal.kind === "user" && principal.account_id !== entry.account_id)) {
           throw new TallyError("not_found", `no entry ${entry_id}`);
         }
-        return c.json(entry, 200);
+        return c.json({ ...entry, refunded_amount: formatNanos(await refundedNanos(ledger.database, entry)) }, 200);
       },
     )
     .openapi(

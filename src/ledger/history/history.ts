@@ -10,6 +10,7 @@ import {
   ungroupedTotalsSql,
 } from "./history-sql.js";
 import { rollUpBatches } from "./rollup.js";
+import { withLinks } from "../corrections/links.js";
 
 export const HISTORY_PAGE_SIZE_MAX = 500;
 export const HISTORY_OFFSET_MAX = 10_000;
@@ -43,6 +44,10 @@ export interface HistoryItem {
   last_created_at: string;
   /** The account balance right after this item (after a batch's last row); null when a type or search filter is set. */
   balance_after: string | null;
+  /** Present only on corrections: what a refund or reversal corrects, and a transfer leg's counterpart and transfer. */
+  original_entry_id?: string;
+  counterpart_entry_id?: string;
+  transfer_id?: string;
 }
 
 export interface HistoryPosition {
@@ -194,7 +199,7 @@ export async function listHistory(
   }
 
   let running = pageStartBalance;
-  const items = pageRows.map((row): HistoryItem => {
+  const rowItems = pageRows.map((row): HistoryItem => {
     const item: HistoryItem = {
       id: row.id,
       type: row.type,
@@ -213,6 +218,8 @@ export async function listHistory(
     if (running !== undefined) running -= numericToNanos(row.delta);
     return item;
   });
+  // Refunds, reversals and transfer legs show what they refer to.
+  const items = await withLinks(context, rowItems);
   const hasMore = rows.length > offset + limit;
   return {
     items,
