@@ -16,6 +16,8 @@ import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
+import { docsRoutes } from "./http/routes/docs.js";
+import { openApiDocument } from "./http/openapi/document.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 
@@ -70,14 +72,9 @@ export function createApp(deps: AppDependencies) {
     scheme: "bearer",
     description: "A service key (`tk_…`), the bootstrap admin key, or an end-user JWT whose `sub` is the account id.",
   });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "tally",
-      version: "1",
-      description: "Append-only, event-sourced credit ledger for usage-billed APIs. Errors are RFC 9457 problem+json with a stable `code`.",
-    },
-  });
+  const document = openApiDocument(app);
+  app.get("/openapi.json", (c) => c.json(document()));
+  app.route("/", docsRoutes());
 
   app.notFound((c) => problemResponse(c, "not_found", `no route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {

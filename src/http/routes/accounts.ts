@@ -29,6 +29,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/accounts",
+        operationId: "createAccount",
         summary: "Create an account (or return the existing one)",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -50,6 +51,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "get",
         path: "/v1/accounts/{id}",
+        operationId: "getAccount",
         summary: "An account with its balance",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -70,6 +72,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "get",
         path: "/v1/accounts",
+        operationId: "listAccounts",
         summary: "Accounts in id order, with balances",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -99,6 +102,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "get",
         path: "/v1/me",
+        operationId: "getOwnBalance",
         summary: "The balance of the token's own account",
         tags: ["me"],
         security: BEARER_SECURITY,
@@ -117,6 +121,7 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/me",
+        operationId: "createOwnAccount",
         summary: "Create the token's own account (or return it)",
         tags: ["me"],
         security: BEARER_SECURITY,

@@ -41,6 +41,7 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
     createRoute({
       method: "get",
       path: "/v1/events",
+      operationId: "streamEvents",
       summary: "Server-Sent Events stream of balance_restored and balance_depleted events",
       description:
         "Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=<id>`; without either, " +

@@ -91,6 +91,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/usage",
+        operationId: "postUsage",
         summary: "Post one usage row (never refused for lack of balance)",
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -108,6 +109,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/usage/batch",
+        operationId: "postUsageBatch",
         summary: `Post up to ${BATCH_ROWS_MAX} usage rows, all or nothing`,
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -142,6 +144,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/credits",
+        operationId: "postCredit",
         summary: "Post a credit: purchase, grant, refund or bonus",
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -159,6 +162,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/debits",
+        operationId: "postDebit",
         summary: "Post a removal; refused with 409 if the balance cannot cover it, unless allow_overdraft",
         tags: ["postings"],
         security: BEARER_SECURITY,
