@@ -33,11 +33,30 @@ const EventIdSchema = z
   .regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id")
   .refine((value) => BigInt(value) <= EVENT_ID_MAX, "must be an event id");
 
+/** The JSON in each message's `data:` line, documented for clients that parse it. */
+export const BalanceEventSchema = z
+  .object({
+    id: z.string().openapi({ description: "Event id: a decimal integer, increasing in commit order, with gaps.", example: "2" }),
+    type: z.enum(["balance_restored", "balance_depleted"]),
+    account_id: z.string().openapi({ example: "org_99" }),
+    balance: z.string().openapi({ description: "The balance when the event was emitted.", example: "10" }),
+    time: z.iso.datetime(),
+  })
+  .openapi("BalanceEvent");
+
+const SseStreamSchema = z.string().openapi({
+  description: "text/event-stream messages; each `data:` line is a BalanceEvent.",
+  example:
+    'id: 1\n\nevent: balance_restored\ndata: {"id":"2","type":"balance_restored","account_id":"org_99","balance":"10","time":"2026-11-21T20:07:08.787Z"}\nid: 2\n\n',
+});
+
 export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits }) {
   const { ledger } = deps;
   const limits = deps.limits ?? DEFAULT_STREAM_LIMITS;
   let open = 0;
-  return createRouter().openapi(
+  const router = createRouter();
+  router.openAPIRegistry.register("BalanceEvent", BalanceEventSchema);
+  return router.openapi(
     createRoute({
       method: "get",
       path: "/v1/events",
@@ -56,7 +75,13 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
         headers: z.object({ "last-event-id": EventIdSchema.optional() }),
       },
       responses: {
-        200: { description: "The event stream", content: { "text/event-stream": { schema: z.string() } } },
+        200: {
+          description:
+            "A Server-Sent Events stream (never JSON). It opens with an id-only message (`id: <cursor>`), then sends one " +
+            "message per event: `event:` its type, `data:` the event as one line of JSON (the BalanceEvent schema), " +
+            "`id:` its id. `: heartbeat` comments come after 15 s without events.",
+          content: { "text/event-stream": { schema: SseStreamSchema } },
+        },
         ...errorResponses("validation_failed", "unauthorized", "forbidden", "stream_limit_reached"),
       },
     }),

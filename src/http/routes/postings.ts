@@ -39,11 +39,17 @@ const common = {
   description: DescriptionSchema.optional(),
   metadata: MetadataSchema.optional(),
 };
-const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest");
+const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest", {
+  example: { account_id: "org_42", amount: "0.000405", idempotency_key: "req_01J9ZP3K6X", description: "gpt-x completion", metadata: { model: "gpt-x", input_tokens: 812, output_tokens: 117 } },
+});
 const UsageBatchSchema = z
   .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
-  .openapi("UsageBatchRequest");
-const CreditSchema = z.strictObject({ ...common, type: CreditTypeSchema }).openapi("CreditRequest");
+  .openapi("UsageBatchRequest", {
+    example: { entries: [{ account_id: "org_42", amount: "0.0012", idempotency_key: "req_01J9ZP4A01" }, { account_id: "org_7", amount: "0.5", idempotency_key: "req_01J9ZP4A03" }] },
+  });
+const CreditSchema = z.strictObject({ ...common, type: CreditTypeSchema }).openapi("CreditRequest", {
+  example: { account_id: "org_42", type: "purchase", amount: "25", idempotency_key: "stripe_pi_3PqK8", description: "Top-up" },
+});
 const DebitSchema = z
   .strictObject({
     ...common,
@@ -52,7 +58,7 @@ const DebitSchema = z
       .default(false)
       .openapi({ description: "When false (the default) a debit the balance cannot cover is refused with 409." }),
   })
-  .openapi("DebitRequest");
+  .openapi("DebitRequest", { example: { account_id: "org_42", amount: "5", idempotency_key: "chargeback_1183", allow_overdraft: false } });
 
 type PostingBody = z.infer<typeof UsageSchema> & { batch_id?: string };
 
