@@ -18,6 +18,8 @@ import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { openApiDocument } from "./http/openapi/document.js";
+import { createMetrics } from "./metrics/metrics.js";
+import { metricsRoutes } from "./metrics/route.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 
@@ -39,6 +41,8 @@ export function createApp(deps: AppDependencies) {
   const { logger, limits } = deps;
 
   app.use(requestId({ headerName: "X-Request-Id" }));
+  const metrics = createMetrics({ database: deps.database, ledger: deps.ledger });
+  app.use(metrics.middleware);
   app.use(requestLog(logger));
   if (limits.cors_origins.length > 0) {
     app.use(cors({ origin: limits.cors_origins, allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"], exposeHeaders: ["X-Request-Id", "Idempotent-Replayed"] }));
@@ -75,6 +79,7 @@ export function createApp(deps: AppDependencies) {
   const document = openApiDocument(app);
   app.get("/openapi.json", (c) => c.json(document()));
   app.route("/", docsRoutes());
+  app.route("/", metricsRoutes({ metrics, authenticators: deps.authenticators }));
 
   app.notFound((c) => problemResponse(c, "not_found", `no route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {

@@ -8,6 +8,7 @@ import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { createLogger } from "./logger.js";
+import { instrumentPool } from "./metrics/pool.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
 async function main(): Promise<void> {
@@ -41,6 +42,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Counts operations in flight for the tally_db_pool_connections gauge (/metrics).
+  database = instrumentPool(database, config.DATABASE_URL ? config.DATABASE_POOL_MAX : 1);
   const ledger = createLedgerContext({
     database,
     logger,

@@ -11,6 +11,7 @@ import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { ledgerCounters } from "../../metrics/ledger-counters.js";
 import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
 import {
   AccountIdSchema,
@@ -87,6 +88,7 @@ function respond(c: Context<AppEnv>, result: PostResult) {
     c.header(REPLAYED_HEADER, "true");
     return c.json(result.entry, 200);
   }
+  ledgerCounters.posted_rows.inc({ type: result.entry.type });
   return c.json(result.entry, 201);
 }
 
@@ -143,6 +145,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
           ledger,
           entries.map((entry) => toRequest("usage", entry)),
         );
+        ledgerCounters.posted_rows.inc({ type: "usage" }, result.inserted);
         return c.json(result, 200);
       },
     )

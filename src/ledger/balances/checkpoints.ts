@@ -1,5 +1,6 @@
 import type { Queryable } from "../../db/port.js";
 import type { LedgerContext } from "../core/context.js";
+import { ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /**
  * Folds an account's finished entries into its checkpoint.
@@ -41,7 +42,9 @@ export async function refreshQuietly(context: LedgerContext, account_ids: Iterab
   for (const account_id of account_ids) {
     try {
       await refreshCheckpoint(context.database, account_id);
+      ledgerCounters.checkpoint_refreshes.inc({ outcome: "ok" });
     } catch (error) {
+      ledgerCounters.checkpoint_refreshes.inc({ outcome: "failed" });
       context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
     }
   }

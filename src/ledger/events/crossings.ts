@@ -3,6 +3,7 @@ import type { BalanceEventType } from "../../db/schema.js";
 import { canonicalNumeric, numericToNanos } from "../core/amount.js";
 import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../balances/balance-sql.js";
 import type { LedgerContext } from "../core/context.js";
+import { counted, ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /**
  * Zero crossings: telling gateways when an account's balance goes back above zero, without ever missing one.
@@ -109,7 +110,7 @@ export async function evaluateCrossing(
   account_id: string,
   options: { observed_at_or_below_zero: boolean },
 ): Promise<BalanceEvent | undefined> {
-  const event = await context.database.transaction(async (transaction) => {
+  const event = await counted(ledgerCounters.crossing_evaluations, () => context.database.transaction(async (transaction) => {
     await transaction.query("SELECT pg_advisory_xact_lock($1::int, hashtext($2))", [
       CROSSING_LOCK_NAMESPACE,
       account_id,
@@ -133,8 +134,11 @@ export async function evaluateCrossing(
     }
     await transaction.query(SAVE_WATCH_SQL, [account_id, state!.snapshot, depleted]);
     return emitted;
-  });
-  if (event) context.events.hub.publish(event);
+  }));
+  if (event) {
+    ledgerCounters.events_emitted.inc({ type: event.type });
+    context.events.hub.publish(event);
+  }
   return event;
 }
 

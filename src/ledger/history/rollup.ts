@@ -1,5 +1,6 @@
 import type { Queryable } from "../../db/port.js";
 import type { LedgerContext } from "../core/context.js";
+import { counted, ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /** Advisory-lock namespace for per-account roll-ups. */
 const ROLLUP_LOCK_NAMESPACE = 4;
@@ -51,6 +52,10 @@ ON CONFLICT (account_id) DO UPDATE SET xid_boundary = EXCLUDED.xid_boundary, upd
 
 /** Rolls the account up unless another roll-up of it is running; returns whether it ran. */
 export async function rollUpBatches(context: LedgerContext, account_id: string): Promise<boolean> {
+  return counted(ledgerCounters.rollups, () => rollUp(context, account_id), (ran) => (ran ? "ok" : "skipped"));
+}
+
+async function rollUp(context: LedgerContext, account_id: string): Promise<boolean> {
   return context.database.transaction(async (transaction: Queryable) => {
     const [lock] = await transaction.query<{ locked: boolean }>(
       "SELECT pg_try_advisory_xact_lock($1::int, hashtext($2)) AS locked",
