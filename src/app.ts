@@ -17,6 +17,7 @@ import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { docsRoutes } from "./http/routes/docs.js";
+import { keyRoutes } from "./http/routes/keys.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
@@ -70,6 +71,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", postingRoutes({ ledger: deps.ledger }));
   app.route("/", historyRoutes({ ledger: deps.ledger }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
+  app.route("/", keyRoutes({ orm: deps.database.orm }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

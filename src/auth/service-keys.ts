@@ -32,6 +32,7 @@ export function looksLikeServiceKey(token: string): boolean {
 interface CachedKey {
   secret_hash: Buffer | undefined; // undefined: no such active key
   scopes: ReadonlySet<Scope>;
+  expires_at_ms: number | undefined;
   fetched_at_ms: number;
 }
 
@@ -50,6 +51,7 @@ export class ServiceKeyVerifier {
     const [, id, secret] = match as unknown as [string, string, string];
     const stored = await this.lookup(id);
     if (!stored.secret_hash) return undefined;
+    if (stored.expires_at_ms !== undefined && this.now_ms() >= stored.expires_at_ms) return undefined;
     if (!timingSafeEqual(stored.secret_hash, sha256(secret))) return undefined;
     return { key_id: id, scopes: stored.scopes };
   }
@@ -58,12 +60,13 @@ export class ServiceKeyVerifier {
     const cached = this.cache.get(id);
     if (cached && this.now_ms() - cached.fetched_at_ms < KEY_CACHE_TTL_MS) return cached;
     const [row] = await this.orm
-      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes })
+      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes, expires_at: apiKeys.expiresAt })
       .from(apiKeys)
       .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)));
     const entry: CachedKey = {
       secret_hash: row ? Buffer.from(row.secret_hash, "hex") : undefined,
       scopes: new Set((row?.scopes ?? []) as Scope[]),
+      expires_at_ms: row?.expires_at ? new Date(row.expires_at).getTime() : undefined,
       fetched_at_ms: this.now_ms(),
     };
     this.cache.delete(id);
@@ -84,16 +87,20 @@ export function matchesAdminKey(token: string, admin_key: string | undefined): b
 
 export async function createServiceKey(
   orm: Orm,
-  input: { name: string; scopes: Scope[] },
-): Promise<{ id: string; key: string }> {
+  input: { name: string; scopes: Scope[]; expires_at?: string },
+): Promise<{ id: string; key: string; created_at: string }> {
   const generated = generateServiceKey();
-  await orm.insert(apiKeys).values({
-    id: generated.id,
-    name: input.name,
-    secretHash: generated.secret_hash,
-    scopes: input.scopes,
-  });
-  return { id: generated.id, key: generated.key };
+  const [row] = await orm
+    .insert(apiKeys)
+    .values({
+      id: generated.id,
+      name: input.name,
+      secretHash: generated.secret_hash,
+      scopes: input.scopes,
+      expiresAt: input.expires_at ?? null,
+    })
+    .returning({ created_at: apiKeys.createdAt });
+  return { id: generated.id, key: generated.key, created_at: row!.created_at };
 }
 
 export async function revokeServiceKey(orm: Orm, id: string): Promise<boolean> {
@@ -105,6 +112,9 @@ export async function revokeServiceKey(orm: Orm, id: string): Promise<boolean> {
   return rows.length > 0;
 }
 
+/** Keys are made by hand, a few per integration; a listing stops here rather than grow without bound. */
+export const SERVICE_KEYS_LISTED_MAX = 1000;
+
 export async function listServiceKeys(orm: Orm) {
   return orm
     .select({
@@ -113,7 +123,9 @@ export async function listServiceKeys(orm: Orm) {
       scopes: apiKeys.scopes,
       created_at: apiKeys.createdAt,
       revoked_at: apiKeys.revokedAt,
+      expires_at: apiKeys.expiresAt,
     })
     .from(apiKeys)
-    .orderBy(apiKeys.createdAt);
+    .orderBy(apiKeys.createdAt)
+    .limit(SERVICE_KEYS_LISTED_MAX);
 }

@@ -24,6 +24,8 @@ const PATHS = [
   "/v1/accounts/{id}/stats",
   "/health",
   "/ready",
+  "/v1/keys",
+  "/v1/keys/{id}",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -85,6 +87,7 @@ describe("GET /openapi.json", () => {
         "post /v1/balances/query", "post /v1/balances/check", "get /v1/accounts", "post /v1/accounts", "get /v1/accounts/{id}",
         "get /v1/me", "post /v1/me", "get /v1/events", "get /v1/accounts/{id}/entries", "get /v1/me/entries",
         "get /v1/entries", "get /v1/entries/{entry_id}", "get /v1/accounts/{id}/stats", "get /health", "get /ready",
+        "post /v1/keys", "get /v1/keys", "delete /v1/keys/{id}",
       ]),
     );
   });
@@ -103,7 +106,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(18);
+    expect(v1().length).toBe(21);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -170,7 +173,7 @@ describe("GET /openapi.json", () => {
     // 413 from the /v1/* body limit, 415 from the media-type gate.
     const withBody = v1().filter(({ operation }) => operation.requestBody);
     expect(withBody.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(
-      ["post /v1/accounts", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits", "post /v1/debits", "post /v1/me", "post /v1/usage", "post /v1/usage/batch"],
+      ["post /v1/accounts", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits", "post /v1/debits", "post /v1/keys", "post /v1/me", "post /v1/usage", "post /v1/usage/batch"],
     );
     const missing: string[] = [];
     for (const { method, path, operation } of withBody) {

@@ -30,6 +30,7 @@ export function parseOutput(text: string): Output {
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$/;
 const SERVICE_KEY = /^tk_[0-9a-f]{80}$/;
+const KEY_ID = /^[0-9a-f]{16}$/;
 const MASKED_KEYS: Record<string, string> = { request_id: "<request-id>", next_cursor: "<cursor>", key: "<secret>", token: "<token>" };
 
 export function mask(value: unknown, key?: string): unknown {
@@ -42,6 +43,7 @@ export function mask(value: unknown, key?: string): unknown {
   if (UUID.test(value)) return "<uuid>";
   if (TIME.test(value)) return "<time>";
   if (SERVICE_KEY.test(value)) return "<secret>";
+  if (KEY_ID.test(value)) return "<key-id>";
   return value;
 }
 
