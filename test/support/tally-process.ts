@@ -37,7 +37,8 @@ export interface TallyProcess {
 export async function startTally(environment: Record<string, string>, options: { port?: number } = {}): Promise<TallyProcess> {
   const child: ChildProcess = spawn(process.execPath, ["--import", "tsx", "src/main.ts"], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOST: "127.0.0.1", PORT: String(options.port ?? 0), LOG_LEVEL: "info", ...environment },
+    // LOG_LEVEL info: the "tally is listening" line is how the port is learnt.
+    env: { PATH: process.env.PATH, HOST: "127.0.0.1", ...environment, PORT: String(options.port ?? 0), LOG_LEVEL: "info" },
     stdio: ["ignore", "pipe", "pipe"],
   });
   const logs: string[] = [];
