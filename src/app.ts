@@ -12,6 +12,7 @@ import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
+import { correctionRoutes } from "./http/routes/corrections.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
@@ -23,6 +24,7 @@ import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
+import { databaseSigner, type Signer } from "./signing/signer.js";
 
 export interface AppDependencies {
   database: Database;
@@ -31,6 +33,8 @@ export interface AppDependencies {
   logger: Logger;
   limits: { max_body_bytes: number; request_timeout_ms: number; cors_origins: string[] };
   stream_limits?: StreamLimits;
+  /** Signs cursors; by default with the key kept in the database (src/signing/signing-key.ts). */
+  signer?: Signer;
 }
 
 /** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
@@ -40,6 +44,7 @@ const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOU
 export function createApp(deps: AppDependencies) {
   const app = new OpenAPIHono<AppEnv>();
   const { logger, limits } = deps;
+  const signer = deps.signer ?? databaseSigner(deps.database);
 
   app.use(requestId({ headerName: "X-Request-Id" }));
   const metrics = createMetrics({ database: deps.database, ledger: deps.ledger });
@@ -66,12 +71,13 @@ export function createApp(deps: AppDependencies) {
   app.use("/v1/*", authenticate(deps.authenticators));
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
-  app.route("/", accountRoutes({ ledger: deps.ledger }));
+  app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));
-  app.route("/", historyRoutes({ ledger: deps.ledger }));
+  app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
   app.route("/", keyRoutes({ orm: deps.database.orm }));
+  app.route("/", correctionRoutes({ ledger: deps.ledger }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

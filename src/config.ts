@@ -50,6 +50,8 @@ export const configSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
       .default("tally_balance_restored"),
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
+    // Signs cursors. Unset: a random key created once and kept in the database, shared by every process using it.
+    TALLY_SIGNING_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -19,6 +19,9 @@ export const ERROR_CATALOGUE = {
   service_unavailable: { status: 503, title: "The service cannot reach its database" },
   stream_limit_reached: { status: 503, title: "This process serves as many event streams as it allows; retry later" },
   request_timeout: { status: 504, title: "The request took too long" },
+  exceeds_original: { status: 409, title: "The refund or reversal exceeds what is left of the original entry" },
+  entry_not_refundable: { status: 409, title: "This type of entry cannot be refunded or reversed" },
+  nothing_to_adjust: { status: 409, title: "The balance already equals the target" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

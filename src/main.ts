@@ -9,6 +9,7 @@ import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { createLogger } from "./logger.js";
 import { instrumentPool } from "./metrics/pool.js";
+import { databaseSigner } from "./signing/signer.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
 async function main(): Promise<void> {
@@ -56,6 +57,7 @@ async function main(): Promise<void> {
     database,
     ledger,
     logger,
+    signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
     authenticators: {
       service_keys: new ServiceKeyVerifier(database.orm),
       jwt: JwtVerifier.fromOptions({

@@ -8,6 +8,7 @@ export const SCOPES = [
   "events:read",
   "admin",
   "metrics:read",
+  "transfers:write",
 ] as const;
 export type Scope = (typeof SCOPES)[number];
 

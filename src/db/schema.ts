@@ -26,9 +26,30 @@ const xid8 = customType<{ data: string; driverData: string }>({
   dataType: () => "xid8",
 });
 
-export const ENTRY_TYPES = ["purchase", "grant", "refund", "bonus", "usage", "removal"] as const;
+export const ENTRY_TYPES = [
+  "purchase",
+  "grant",
+  "refund",
+  "bonus",
+  "usage",
+  "removal",
+  // Linked corrections (src/ledger/corrections/): a reversal takes back a credit, a transfer moves credits between
+  // accounts as two entries, and an adjustment is signed (a credit or a debit, by its delta).
+  "reversal",
+  "transfer_out",
+  "transfer_in",
+  "adjustment",
+] as const;
+/** The types POST /v1/credits accepts. Every credit-like type (delta > 0) is in CREDIT_DELTA_TYPES. */
 export const CREDIT_TYPES = ["purchase", "grant", "refund", "bonus"] as const;
-export const DEBIT_TYPES = ["usage", "removal"] as const;
+/** Types whose delta is always negative. */
+export const DEBIT_TYPES = ["usage", "removal", "reversal", "transfer_out"] as const;
+/** Types whose delta is always positive. */
+export const CREDIT_DELTA_TYPES = ["purchase", "grant", "refund", "bonus", "transfer_in"] as const;
+/** Types whose delta may have either sign (the amount is still positive): read the delta, not the type. */
+export const SIGNED_TYPES = ["adjustment"] as const;
+/** Types that correct another entry or move credits, and so carry links (original, counterpart, transfer). */
+export const CORRECTION_TYPES = ["refund", "reversal", "transfer_out", "transfer_in", "adjustment"] as const;
 export type EntryType = (typeof ENTRY_TYPES)[number];
 export type CreditType = (typeof CREDIT_TYPES)[number];
 
@@ -63,6 +84,11 @@ export const entries = pgTable(
     xid: xid8("xid")
       .notNull()
       .default(sql`pg_current_xact_id()`),
+    // Links of a correction (src/ledger/corrections/): the entry a refund or reversal corrects (same account), the
+    // other leg of a transfer, and the transfer both legs share. Null on every other entry.
+    originalEntryId: uuid("original_entry_id"),
+    counterpartEntryId: uuid("counterpart_entry_id"),
+    transferId: uuid("transfer_id"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -78,12 +104,24 @@ export const entries = pgTable(
     index("entries_account_batch_seq")
       .on(table.accountId, table.batchId, table.seq)
       .where(sql`${table.batchId} IS NOT NULL`),
-    check("entries_type_known", sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal')`),
+    check(
+      "entries_type_known",
+      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'reversal', 'transfer_out', 'transfer_in', 'adjustment')`,
+    ),
     check("entries_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(
       "entries_delta_sign",
-      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal') THEN -${table.amount} ELSE ${table.amount} END`,
+      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'reversal', 'transfer_out') THEN -${table.amount} WHEN ${table.type} = 'adjustment' AND ${table.delta} < 0 THEN -${table.amount} ELSE ${table.amount} END`,
     ),
+    // A link only where it means something: an original on refunds and reversals, both transfer links on both legs.
+    check(
+      "entries_links_by_type",
+      sql`(${table.originalEntryId} IS NULL OR ${table.type} IN ('refund', 'reversal')) AND ((${table.transferId} IS NOT NULL AND ${table.counterpartEntryId} IS NOT NULL) = (${table.type} IN ('transfer_out', 'transfer_in'))) AND (${table.transferId} IS NULL) = (${table.counterpartEntryId} IS NULL)`,
+    ),
+    // The refunds and reversals of one entry, summed under the corrections lock (never exceeds the original).
+    index("entries_account_original")
+      .on(table.accountId, table.originalEntryId)
+      .where(sql`${table.originalEntryId} IS NOT NULL`),
   ],
 );
 
@@ -187,4 +225,14 @@ export const rollupBoundaries = pgTable("rollup_boundaries", {
   accountId: text("account_id").primaryKey(),
   xidBoundary: xid8("xid_boundary").notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+});
+
+/**
+ * Secrets the server creates for itself, once, and every process sharing the database reads: the key that signs
+ * cursors (src/signing/). Created with INSERT … ON CONFLICT DO NOTHING, so processes starting together agree on one.
+ */
+export const serverSecrets = pgTable("server_secrets", {
+  name: text("name").primaryKey(),
+  secret: text("secret").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });

@@ -36,7 +36,8 @@ export function authenticate(authenticators: Authenticators): MiddlewareHandler<
   };
 }
 
-function allows(principal: Principal, scope: Scope): boolean {
+/** Whether the principal holds `scope` (admin implies every scope; an end user holds only the read scopes). */
+export function allows(principal: Principal, scope: Scope): boolean {
   if (principal.kind === "user") return USER_SCOPES.has(scope);
   return principal.scopes.has(scope) || principal.scopes.has("admin");
 }

@@ -103,6 +103,9 @@ export const EntrySchema = z
     description: z.string().nullable(),
     metadata: z.record(z.string(), z.unknown()).nullable(),
     created_at: z.iso.datetime(),
+    original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
+    counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
+    transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer both legs belong to." }),
   })
   .openapi("Entry");
 

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ERROR_CATALOGUE, type ErrorCode } from "../../src/errors.js";
 import { encodeCursor } from "../../src/http/cursor.js";
+import { ACCOUNTS_CURSOR_BINDING } from "../../src/http/routes/accounts.js";
 import { createHarness, uniqueId, type ApiResponse } from "../support/harness.js";
 
 const harness = createHarness();
@@ -333,8 +334,15 @@ describe("query parameters", () => {
     },
   );
 
-  it.each(["garbage", "e30", encodeCursor({ after_id: "a b" }), encodeCursor({ after_id: "x", extra: 1 }), "%00"])("cursor %j is 400 invalid_cursor", async (cursor) => {
-    expectProblem(await harness.get(`/v1/accounts?cursor=${encodeURIComponent(cursor)}`), 400, "invalid_cursor");
+  it.each([
+    ["garbage", async () => "garbage"],
+    ["e30", async () => "e30"],
+    ["a signed but invalid account id", () => encodeCursor(harness.signer, ACCOUNTS_CURSOR_BINDING, { after_id: "a b" })],
+    ["a signed cursor with an extra field", () => encodeCursor(harness.signer, ACCOUNTS_CURSOR_BINDING, { after_id: "x", extra: 1 })],
+    ["an unsigned cursor", async () => Buffer.from(JSON.stringify({ after_id: "x" })).toString("base64url")],
+    ["%00", async () => "%00"],
+  ])("cursor: %s is 400 invalid_cursor", async (_label, cursor) => {
+    expectProblem(await harness.get(`/v1/accounts?cursor=${encodeURIComponent(await cursor())}`), 400, "invalid_cursor");
   });
 
   it("pages through accounts in id order, each once", async () => {
@@ -357,7 +365,7 @@ describe("query parameters", () => {
     // Small pages across our accounts. The listing has no "start at" parameter, so the first cursor is built the
     // way the service builds one (a cursor after the shared prefix, which sorts just before our ids).
     const walked: string[] = [];
-    cursor = encodeCursor({ after_id: prefix });
+    cursor = await encodeCursor(harness.signer, ACCOUNTS_CURSOR_BINDING, { after_id: prefix });
     for (let pageIndex = 0; pageIndex < 4; pageIndex++) {
       const page: ApiResponse = await harness.get(`/v1/accounts?limit=2&cursor=${cursor}`);
       expect(page.status).toBe(200);

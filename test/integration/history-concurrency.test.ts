@@ -14,6 +14,7 @@ import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { formatNanos, numericToNanos } from "../../src/ledger/core/amount.js";
 import { rollUpBatches } from "../../src/ledger/history/rollup.js";
+import { cursorData } from "../support/cursors.js";
 import { createHarness, type ApiResponse } from "../support/harness.js";
 import { canonical, modelListing, readLedgerRows, rollUpFully, type Item } from "../support/history-model.js";
 
@@ -35,7 +36,7 @@ function randomAmount(max_nanos = 5_000_000_000): string {
 }
 
 function snapshotOf(cursor: string): string {
-  return (JSON.parse(Buffer.from(cursor, "base64url").toString("utf8")) as { snapshot: string }).snapshot;
+  return cursorData(cursor).snapshot as string;
 }
 
 /**

@@ -26,6 +26,9 @@ const PATHS = [
   "/ready",
   "/v1/keys",
   "/v1/keys/{id}",
+  "/v1/entries/{entry_id}/refund",
+  "/v1/transfers",
+  "/v1/accounts/{id}/adjustments",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -88,6 +91,7 @@ describe("GET /openapi.json", () => {
         "get /v1/me", "post /v1/me", "get /v1/events", "get /v1/accounts/{id}/entries", "get /v1/me/entries",
         "get /v1/entries", "get /v1/entries/{entry_id}", "get /v1/accounts/{id}/stats", "get /health", "get /ready",
         "post /v1/keys", "get /v1/keys", "delete /v1/keys/{id}",
+        "post /v1/entries/{entry_id}/refund", "post /v1/transfers", "post /v1/accounts/{id}/adjustments",
       ]),
     );
   });
@@ -106,7 +110,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(21);
+    expect(v1().length).toBe(24);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -173,7 +177,10 @@ describe("GET /openapi.json", () => {
     // 413 from the /v1/* body limit, 415 from the media-type gate.
     const withBody = v1().filter(({ operation }) => operation.requestBody);
     expect(withBody.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(
-      ["post /v1/accounts", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits", "post /v1/debits", "post /v1/keys", "post /v1/me", "post /v1/usage", "post /v1/usage/batch"],
+      [
+        "post /v1/accounts", "post /v1/accounts/{id}/adjustments", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits",
+        "post /v1/debits", "post /v1/keys", "post /v1/entries/{entry_id}/refund", "post /v1/me", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
+      ],
     );
     const missing: string[] = [];
     for (const { method, path, operation } of withBody) {

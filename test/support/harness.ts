@@ -8,6 +8,7 @@ import type { Database } from "../../src/db/port.js";
 import { connectPostgres } from "../../src/db/postgres.js";
 import { createLedgerContext, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
+import { databaseSigner, type Signer } from "../../src/signing/signer.js";
 
 export const ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789";
 export const JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789";
@@ -28,6 +29,8 @@ export interface Harness {
   database: Database;
   ledger: LedgerContext;
   app: ReturnType<typeof createApp>;
+  /** Signs this app's cursors: the key kept in the test database (or `signing_key`), on the harness's clock. */
+  signer: Signer;
   databaseUrl: string;
   request(method: string, path: string, options?: { body?: unknown; token?: string | null; headers?: Record<string, string> }): Promise<ApiResponse>;
   get(path: string, token?: string | null): Promise<ApiResponse>;
@@ -41,7 +44,19 @@ export interface Harness {
  * The app in-process against the real test database, over a pool big enough for the concurrency tests. `token`
  * defaults to the admin key; pass null to send no credentials.
  */
-export function createHarness(options: { refresh_every?: number; delta_max?: number; pool_max?: number; random?: () => number; max_body_bytes?: number } = {}): Harness {
+export function createHarness(
+  options: {
+    refresh_every?: number;
+    delta_max?: number;
+    pool_max?: number;
+    random?: () => number;
+    max_body_bytes?: number;
+    /** The clock cursors expire by (epoch milliseconds). */
+    now?: () => number;
+    /** An operator-supplied signing key (TALLY_SIGNING_KEY); by default the key kept in the database. */
+    signing_key?: string;
+  } = {},
+): Harness {
   const databaseUrl = inject("databaseUrl");
   const database = connectPostgres({ url: databaseUrl, pool_max: options.pool_max ?? 40, statement_timeout_ms: 60_000 });
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
@@ -52,10 +67,12 @@ export function createHarness(options: { refresh_every?: number; delta_max?: num
     delta_max: options.delta_max ?? 5000,
     random: options.random,
   });
+  const signer = databaseSigner(database, { configured_key: options.signing_key, now: options.now });
   const app = createApp({
     database,
     ledger,
     logger,
+    signer,
     authenticators: {
       service_keys: new ServiceKeyVerifier(database.orm),
       jwt: JwtVerifier.fromOptions({ secret: JWT_SECRET, jwks_url: undefined, issuer: undefined, audience: JWT_AUDIENCE }),
@@ -88,6 +105,7 @@ export function createHarness(options: { refresh_every?: number; delta_max?: num
     database,
     ledger,
     app,
+    signer,
     databaseUrl,
     request,
     get: (path, token) => request("GET", path, { token }),

@@ -350,6 +350,57 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/entries/{entry_id}/refund": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Refund a debit (a refund credit) or reverse a credit (a reversal debit), never beyond the original */
+        post: operations["refundEntry"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/transfers": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Move credits between two accounts: a transfer_out and a transfer_in, both or neither */
+        post: operations["createTransfer"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{id}/adjustments": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Adjust a balance to a target or by a signed amount (admin only) */
+        post: operations["createAdjustment"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -366,7 +417,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout";
+            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust";
             request_id?: string;
             /** @description For validation_failed: each refused field, e.g. `entries[3].amount`. */
             errors?: {
@@ -410,7 +461,7 @@ export interface components {
             id: string;
             account_id: string;
             /** @enum {string} */
-            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal";
+            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment";
             /** @example 0.000000405 */
             amount: string;
             /**
@@ -427,6 +478,21 @@ export interface components {
             } | null;
             /** Format: date-time */
             created_at: string;
+            /**
+             * Format: uuid
+             * @description Refunds and reversals only: the entry corrected.
+             */
+            original_entry_id?: string;
+            /**
+             * Format: uuid
+             * @description Transfer legs only: the other leg.
+             */
+            counterpart_entry_id?: string;
+            /**
+             * Format: uuid
+             * @description Transfer legs only: the transfer both legs belong to.
+             */
+            transfer_id?: string;
         };
         /**
          * @example {
@@ -561,13 +627,14 @@ export interface components {
             total: number;
             /** @description balance_after of the page's first item. */
             page_start_balance: string | null;
+            /** @description Signed; valid for 24 hours and only for this listing with the same parameters. */
             next_cursor: string | null;
         };
         HistoryItem: {
             /** @description The entry id, or for a batch item the batch id. */
             id: string;
             /** @enum {string} */
-            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal";
+            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment";
             amount: string;
             delta: string;
             idempotency_key: string | null;
@@ -582,8 +649,30 @@ export interface components {
             created_at: string;
             first_created_at: string;
             last_created_at: string;
-            /** @description The balance right after this item (a batch: after its last row). Null when type or search is set. */
+            /** @description The account balance right after this item in listing order, as of the moment the walk's first page was read: that balance less the deltas of every item listed above this one in the unfiltered listing. Items count whole: a batch item stands at its latest row, so all of its rows count at that point, and an entry posted between two of its rows is listed (and counted) before it. Listing order is insertion order, which under concurrency can differ from created_at (a transaction's start). `from`/`to` only choose which items are shown; an item's balance_after is the same with or without them. Null when `type` or `search` is set. */
             balance_after: string | null;
+            /**
+             * Format: uuid
+             * @description Refunds and reversals only: the entry corrected.
+             */
+            original_entry_id?: string;
+            /**
+             * Format: uuid
+             * @description Transfer legs only: the other leg.
+             */
+            counterpart_entry_id?: string;
+            /**
+             * Format: uuid
+             * @description Transfer legs only: the transfer.
+             */
+            transfer_id?: string;
+        };
+        EntryDetail: components["schemas"]["Entry"] & {
+            /**
+             * @description The sum of the refunds (of a debit) or reversals (of a credit) that name this entry; "0" if none.
+             * @example 4
+             */
+            refunded_amount: string;
         };
         AccountStats: {
             [key: string]: unknown;
@@ -596,7 +685,7 @@ export interface components {
             /** @example 29c9fa24c6ca8431 */
             id: string;
             name: string;
-            scopes: ("usage:write" | "credits:write" | "debits:write" | "balances:read" | "history:read" | "accounts:write" | "events:read" | "admin" | "metrics:read")[];
+            scopes: ("usage:write" | "credits:write" | "debits:write" | "balances:read" | "history:read" | "accounts:write" | "events:read" | "admin" | "metrics:read" | "transfers:write")[];
             /** Format: date-time */
             created_at: string;
             /** Format: date-time */
@@ -616,7 +705,7 @@ export interface components {
         CreateKeyRequest: {
             /** @example proxy */
             name: string;
-            scopes: ("usage:write" | "credits:write" | "debits:write" | "balances:read" | "history:read" | "accounts:write" | "events:read" | "admin" | "metrics:read")[];
+            scopes: ("usage:write" | "credits:write" | "debits:write" | "balances:read" | "history:read" | "accounts:write" | "events:read" | "admin" | "metrics:read" | "transfers:write")[];
             /**
              * Format: date-time
              * @description From this moment the key is refused; omit for a key that does not expire.
@@ -625,6 +714,108 @@ export interface components {
         };
         ServiceKeyList: {
             items: components["schemas"]["ServiceKey"][];
+        };
+        RefundRequest: {
+            /**
+             * @description Defaults to everything that is left of the original entry.
+             * @example 0.000000405
+             */
+            amount?: string;
+            /** @example req_01J9ZP3K6X */
+            idempotency_key: string;
+            description?: string;
+            /**
+             * @description Free-form JSON object, at most 4096 bytes.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description Reversals only: post the reversal even if the balance cannot cover it. Ignored for refunds.
+             * @default false
+             */
+            allow_overdraft?: boolean;
+        };
+        Transfer: {
+            /**
+             * Format: uuid
+             * @description The transfer id, on both legs as transfer_id.
+             */
+            id: string;
+            from_account_id: string;
+            to_account_id: string;
+            amount: string;
+            transfer_out: components["schemas"]["Entry"];
+            transfer_in: components["schemas"]["Entry"];
+        };
+        TransferRequest: {
+            /** @example org_42 */
+            from_account_id: string;
+            /** @example org_42 */
+            to_account_id: string;
+            /**
+             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @example 0.000000405
+             */
+            amount: string;
+            /**
+             * @description Unique per source account.
+             * @example req_01J9ZP3K6X
+             */
+            idempotency_key: string;
+            description?: string;
+            /**
+             * @description Free-form JSON object, at most 4096 bytes.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description When false (the default) a transfer the source balance cannot cover is refused with 409.
+             * @default false
+             */
+            allow_overdraft?: boolean;
+        };
+        Adjustment: components["schemas"]["Entry"] & {
+            /** @description The balance the target was computed from (null for a signed amount, and on a replay). */
+            balance_before: string | null;
+        };
+        AdjustmentRequest: {
+            /**
+             * @description The balance to reach, as of the adjustment's serialized read. Not with amount.
+             * @example 0
+             */
+            target_balance?: string;
+            /**
+             * @description A signed change: negative takes credits away. Not with target_balance.
+             * @example -12.5
+             */
+            amount?: string;
+            /**
+             * @description Why; stored as the entry's description.
+             * @example support ticket 8812
+             */
+            reason: string;
+            /** @example req_01J9ZP3K6X */
+            idempotency_key: string;
+            /**
+             * @description Free-form JSON object, at most 4096 bytes.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
         };
     };
     responses: never;
@@ -2174,7 +2365,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2182,6 +2373,7 @@ export interface operations {
                 /** @description Inclusive upper bound on created_at (a batch: its last row). */
                 to?: string;
                 limit?: number;
+                /** @description The previous page's `next_cursor`, with the same filters and grouping (the page size may change). Signed: an altered cursor, one from another listing, or one older than 24 hours is `400 invalid_cursor`. */
                 cursor?: string;
                 /** @description For page-number UIs; at most 10000. Not with cursor. */
                 offset?: number | null;
@@ -2288,7 +2480,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2296,6 +2488,7 @@ export interface operations {
                 /** @description Inclusive upper bound on created_at (a batch: its last row). */
                 to?: string;
                 limit?: number;
+                /** @description The previous page's `next_cursor`, with the same filters and grouping (the page size may change). Signed: an altered cursor, one from another listing, or one older than 24 hours is `400 invalid_cursor`. */
                 cursor?: string;
                 /** @description For page-number UIs; at most 10000. Not with cursor. */
                 offset?: number | null;
@@ -2400,7 +2593,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2408,6 +2601,7 @@ export interface operations {
                 /** @description Inclusive upper bound on created_at (a batch: its last row). */
                 to?: string;
                 limit?: number;
+                /** @description The previous page's `next_cursor`, with the same filters and grouping (the page size may change). Signed: an altered cursor, one from another listing, or one older than 24 hours is `400 invalid_cursor`. */
                 cursor?: string;
                 /** @description For page-number UIs; at most 10000. Not with cursor. */
                 offset?: number | null;
@@ -2516,14 +2710,14 @@ export interface operations {
         };
         requestBody?: never;
         responses: {
-            /** @description The entry */
+            /** @description The entry, with `refunded_amount`: what its refunds or reversals add up to */
             200: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": components["schemas"]["Entry"];
+                    "application/json": components["schemas"]["EntryDetail"];
                 };
             };
             /** @description `validation_failed`: The request is not valid */
@@ -3038,6 +3232,436 @@ export interface operations {
             };
             /** @description `not_found`: No such resource */
             404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    refundEntry: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                entry_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RefundRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay: the key was already used for this same request; the original answer, with `Idempotent-Replayed: true` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Entry"];
+                };
+            };
+            /** @description The refund or reversal, naming the original in original_entry_id */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Entry"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_reused`: The idempotency key was already used for a different request; `exceeds_original`: The refund or reversal exceeds what is left of the original entry; `entry_not_refundable`: This type of entry cannot be refunded or reversed; `insufficient_balance`: The balance is too low for this debit */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createTransfer: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["TransferRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay: the key was already used for this same request; the original answer, with `Idempotent-Replayed: true` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Transfer"];
+                };
+            };
+            /** @description Both legs were written */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Transfer"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_reused`: The idempotency key was already used for a different request; `insufficient_balance`: The balance is too low for this debit */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createAdjustment: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AdjustmentRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay: the key was already used for this same request; the original answer, with `Idempotent-Replayed: true` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Adjustment"];
+                };
+            };
+            /** @description The adjustment entry; its delta is signed */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Adjustment"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_reused`: The idempotency key was already used for a different request; `nothing_to_adjust`: The balance already equals the target */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

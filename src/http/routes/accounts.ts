@@ -3,6 +3,7 @@ import { createAccount, getAccount, listAccounts } from "../../ledger/core/accou
 import { getBalance } from "../../ledger/balances/balances.js";
 import { formatNanos } from "../../ledger/core/amount.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import type { Signer } from "../../signing/signer.js";
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
@@ -21,9 +22,11 @@ import {
 const CreateAccountSchema = z.strictObject({ id: AccountIdSchema, metadata: MetadataSchema.optional() });
 const CreateOwnAccountSchema = z.strictObject({ metadata: MetadataSchema.optional() });
 const AccountCursorSchema = z.strictObject({ after_id: AccountIdSchema });
+/** What an accounts cursor is bound to: this listing (it has no filters). */
+export const ACCOUNTS_CURSOR_BINDING = ["accounts"];
 
-export function accountRoutes(deps: { ledger: LedgerContext }) {
-  const { ledger } = deps;
+export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
+  const { ledger, signer } = deps;
   return createRouter()
     .openapi(
       createRoute({
@@ -92,9 +95,9 @@ export function accountRoutes(deps: { ledger: LedgerContext }) {
       }),
       async (c) => {
         const { limit, cursor } = c.req.valid("query");
-        const after_id = cursor === undefined ? undefined : decodeCursor(cursor, AccountCursorSchema).after_id;
+        const after_id = cursor === undefined ? undefined : (await decodeCursor(signer, ACCOUNTS_CURSOR_BINDING, cursor, AccountCursorSchema)).after_id;
         const page = await listAccounts(ledger, { limit, after_id });
-        const next_cursor = page.next_after_id === undefined ? null : encodeCursor({ after_id: page.next_after_id });
+        const next_cursor = page.next_after_id === undefined ? null : await encodeCursor(signer, ACCOUNTS_CURSOR_BINDING, { after_id: page.next_after_id });
         return c.json({ accounts: page.accounts, next_cursor }, 200);
       },
     )

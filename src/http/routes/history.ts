@@ -1,9 +1,9 @@
 import { createRoute, z } from "@hono/zod-openapi";
-import { createHash } from "node:crypto";
 import type { Context } from "hono";
 import { TallyError } from "../../errors.js";
 import { getEntry, listAllEntries } from "../../ledger/history/all-entries.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import type { Signer } from "../../signing/signer.js";
 import { ensureAccountsExist } from "../../ledger/posting/posting.js";
 import { HISTORY_OFFSET_MAX, HISTORY_PAGE_SIZE_MAX, listHistory, type HistoryFilters, type HistoryPosition } from "../../ledger/history/history.js";
 import { STATS_BUCKETS_MAX, STATS_INTERVALS, accountStats, bucketCount } from "../../ledger/history/stats.js";
@@ -14,25 +14,71 @@ import { AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import { BEARER_SECURITY } from "../route-parts.js";
 import { AccountIdParamsSchema, EntrySchema, EntryTypeSchema, LIMITS } from "../schemas.js";
+import { ENTRY_TYPES } from "../../db/schema.js";
+import { refundedNanos } from "../../ledger/corrections/refunds.js";
+import { formatNanos } from "../../ledger/core/amount.js";
 
-const DateTimeSchema = z.iso.datetime({ offset: true }).openapi({ example: "2026-11-01T00:00:00Z" });
+/** The instants a query may name: wide enough for any ledger, narrow enough that every driver and date function copes. */
+const INSTANT_MIN_MS = Date.parse("1970-01-01T00:00:00Z");
+const INSTANT_MAX_MS = Date.parse("9999-12-31T23:59:59.999Z");
+/** Real zones span UTC−12:00 to UTC+14:00; anything beyond is a typo, and PostgreSQL refuses some of it. */
+const OFFSET_MIN_MINUTES = -12 * 60;
+const OFFSET_MAX_MINUTES = 14 * 60;
+
+function offsetMinutes(text: string): number {
+  const match = /([+-])(\d{2}):?(\d{2})$/.exec(text);
+  if (!match || text.endsWith("Z")) return 0;
+  return (match[1] === "-" ? -1 : 1) * (Number(match[2]) * 60 + Number(match[3]));
+}
+
+const DateTimeSchema = z.iso
+  .datetime({ offset: true })
+  .refine(
+    (text) => {
+      const offset = offsetMinutes(text);
+      return offset >= OFFSET_MIN_MINUTES && offset <= OFFSET_MAX_MINUTES;
+    },
+    { message: "the zone offset must be between -12:00 and +14:00" },
+  )
+  .refine(
+    (text) => {
+      const instant = Date.parse(text);
+      return Number.isFinite(instant) && instant >= INSTANT_MIN_MS && instant <= INSTANT_MAX_MS;
+    },
+    { message: "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z" },
+  )
+  .openapi({
+    example: "2026-11-01T00:00:00Z",
+    description: "ISO 8601 with a zone (Z or an offset from -12:00 to +14:00), from 1970-01-01 to 9999-12-31 UTC.",
+  });
 const query = (name: string) => ({ param: { name, in: "query" as const } });
 
 const FilterQuery = {
   type: z
-    .union([EntryTypeSchema, z.array(EntryTypeSchema).max(6)])
+    .union([EntryTypeSchema, z.array(EntryTypeSchema).max(ENTRY_TYPES.length)])
     .optional()
     .openapi({ ...query("type"), description: "Repeat to list several types." }),
   search: z
     .string()
     .min(1)
     .max(200)
+    // PostgreSQL text cannot hold NUL; the other characters are searched for as they are.
+    .refine((text) => !text.includes("\u0000"), { message: "must not contain the NUL character" })
     .optional()
     .openapi({ ...query("search"), description: "Case-insensitive substring of the description; `%`, `_` and `\\` are literal." }),
   from: DateTimeSchema.optional().openapi({ ...query("from"), description: "Inclusive lower bound on created_at (a batch: its last row)." }),
   to: DateTimeSchema.optional().openapi({ ...query("to"), description: "Inclusive upper bound on created_at (a batch: its last row)." }),
   limit: z.coerce.number().int().min(1).max(HISTORY_PAGE_SIZE_MAX).default(LIMITS.page_size_default).openapi(query("limit")),
-  cursor: z.string().max(2048).optional().openapi(query("cursor")),
+  cursor: z
+    .string()
+    .max(2048)
+    .optional()
+    .openapi({
+      ...query("cursor"),
+      description:
+        "The previous page's `next_cursor`, with the same filters and grouping (the page size may change). Signed: an " +
+        "altered cursor, one from another listing, or one older than 24 hours is `400 invalid_cursor`.",
+    }),
   offset: z.coerce
     .number()
     .int()
@@ -67,8 +113,17 @@ const HistoryItemSchema = z
     first_created_at: z.string(),
     last_created_at: z.string(),
     balance_after: z.string().nullable().openapi({
-      description: "The balance right after this item (a batch: after its last row). Null when type or search is set.",
+      description:
+        "The account balance right after this item in listing order, as of the moment the walk's first page was read: " +
+        "that balance less the deltas of every item listed above this one in the unfiltered listing. Items count whole: " +
+        "a batch item stands at its latest row, so all of its rows count at that point, and an entry posted between two " +
+        "of its rows is listed (and counted) before it. Listing order is insertion order, which under concurrency can " +
+        "differ from created_at (a transaction's start). `from`/`to` only choose which items are shown; an item's " +
+        "balance_after is the same with or without them. Null when `type` or `search` is set.",
     }),
+    original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
+    counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
+    transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer." }),
   })
   .openapi("HistoryItem");
 
@@ -77,36 +132,20 @@ const HistoryPageSchema = z
     items: z.array(HistoryItemSchema),
     total: z.number().int(),
     page_start_balance: z.string().nullable().openapi({ description: "balance_after of the page's first item." }),
-    next_cursor: z.string().nullable(),
+    next_cursor: z.string().nullable().openapi({ description: "Signed; valid for 24 hours and only for this listing with the same parameters." }),
   })
   .openapi("HistoryPage");
 
-const XID_MAX = 2n ** 63n - 1n;
-
-/** A pg_snapshot as PostgreSQL prints it, checked as PostgreSQL would, so a doctored cursor is a 400, not a 500. */
-function isSnapshot(text: string): boolean {
-  const match = /^([0-9]{1,19}):([0-9]{1,19}):((?:[0-9]{1,19},){0,200}[0-9]{0,19})$/.exec(text);
-  if (!match) return false;
-  const xmin = BigInt(match[1]!);
-  const xmax = BigInt(match[2]!);
-  const inProgress = match[3] === "" ? [] : match[3]!.split(",").map(BigInt);
-  if (xmin < 1n || xmin > xmax || xmax > XID_MAX) return false;
-  return inProgress.every((xid, index) => xid >= xmin && xid < xmax && (index === 0 || xid > inProgress[index - 1]!));
-}
-
+/**
+ * What a history cursor carries. It is signed, so these are the server's own values; the shape check only guards
+ * against a cursor from an older version of tally.
+ */
 const cursorSchema = (position: z.ZodString) =>
   z.strictObject({
-    snapshot: z.string().max(1300).refine(isSnapshot),
+    snapshot: z.string(),
     position,
-    scope: z.string().length(16),
-    // Carried so later pages need not recount or re-sum (see HistoryPosition). A doctored value only misleads the
-    // caller who doctored it: a cursor is scoped to one account and set of filters the caller may already read.
-    total: z.number().int().min(0).max(Number.MAX_SAFE_INTEGER).optional(),
-    balance_after_next: z
-      .string()
-      .regex(/^-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,9})?$/)
-      .nullable()
-      .optional(),
+    total: z.number().int().min(0).optional(),
+    balance_below: z.string().nullable().optional(),
   });
 /** Account history positions are `seq` values; the all-accounts listing is positioned by entry id. */
 const HistoryCursorSchema = cursorSchema(z.string().regex(/^[1-9][0-9]{0,18}$/));
@@ -117,28 +156,24 @@ function toFilters(input: { type?: string | string[]; search?: string; from?: st
   return { types: types as HistoryFilters["types"], search: input.search, from: input.from, to: input.to };
 }
 
-/** Binds a cursor to the listing that issued it, so it cannot be replayed against other filters or accounts. */
-function cursorScope(parts: unknown): string {
-  return createHash("sha256").update(JSON.stringify(parts)).digest("hex").slice(0, 16);
-}
-
-function readCursor(
+async function readCursor(
+  signer: Signer,
   cursor: string | undefined,
   offset: number | undefined,
-  scope: string,
+  binding: unknown,
   schema: typeof HistoryCursorSchema,
-): HistoryPosition | undefined {
+): Promise<HistoryPosition | undefined> {
   if (cursor === undefined) return undefined;
   if (offset !== undefined) throw new TallyError("validation_failed", "send either cursor or offset, not both", { errors: [{ field: "offset", message: "not allowed with cursor" }] });
-  const { scope: issuedFor, ...position } = decodeCursor(cursor, schema);
-  if (issuedFor !== scope) throw new TallyError("invalid_cursor", "the cursor belongs to another listing (account or filters differ)");
-  return position;
+  return decodeCursor(signer, binding, cursor, schema);
 }
 
-async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id: string, input: HistoryQuery) {
+async function historyPage(c: Context<AppEnv>, deps: HistoryDependencies, account_id: string, input: HistoryQuery) {
+  const { ledger, signer } = deps;
   const filters = toFilters(input);
-  const scope = cursorScope([account_id, input.group_batches, filters]);
-  const after = readCursor(input.cursor, input.offset, scope, HistoryCursorSchema);
+  // A cursor is bound to the account and every parameter that shapes the listing (not the page size).
+  const binding = ["history", account_id, input.group_batches, filters];
+  const after = await readCursor(signer, input.cursor, input.offset, binding, HistoryCursorSchema);
   await ensureAccountsExist(ledger, [account_id]);
   const page = await listHistory(ledger, {
     account_id,
@@ -153,7 +188,7 @@ async function historyPage(c: Context<AppEnv>, ledger: LedgerContext, account_id
       items: page.items,
       total: page.total,
       page_start_balance: page.page_start_balance,
-      next_cursor: page.next === undefined ? null : encodeCursor({ ...page.next, scope }),
+      next_cursor: page.next === undefined ? null : await encodeCursor(signer, binding, { ...page.next }),
     },
     200,
   );
@@ -164,8 +199,13 @@ const historyResponses = {
   ...errorResponses("validation_failed", "invalid_cursor", "account_not_found", ...AUTH_ERRORS),
 };
 
-export function historyRoutes(deps: { ledger: LedgerContext }) {
-  const { ledger } = deps;
+interface HistoryDependencies {
+  ledger: LedgerContext;
+  signer: Signer;
+}
+
+export function historyRoutes(deps: HistoryDependencies) {
+  const { ledger, signer } = deps;
   return createRouter()
     .openapi(
       createRoute({
@@ -182,7 +222,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { id } = c.req.valid("param");
         authorizeAccounts(c, [id]);
-        return historyPage(c, ledger, id, c.req.valid("query"));
+        return historyPage(c, deps, id, c.req.valid("query"));
       },
     )
     .openapi(
@@ -197,7 +237,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         request: { query: HistoryQuerySchema },
         responses: historyResponses,
       }),
-      async (c) => historyPage(c, ledger, ownAccountId(c), c.req.valid("query")),
+      async (c) => historyPage(c, deps, ownAccountId(c), c.req.valid("query")),
     )
     .openapi(
       createRoute({
@@ -224,11 +264,11 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const input = c.req.valid("query");
         const filters = toFilters(input);
-        const scope = cursorScope(["*", filters]);
-        const after = readCursor(input.cursor, input.offset, scope, AllEntriesCursorSchema);
+        const binding = ["entries", filters];
+        const after = await readCursor(signer, input.cursor, input.offset, binding, AllEntriesCursorSchema);
         const page = await listAllEntries(ledger, { limit: input.limit, offset: input.offset ?? 0, after, filters });
         return c.json(
-          { items: page.items, total: page.total, next_cursor: page.next === undefined ? null : encodeCursor({ ...page.next, scope }) },
+          { items: page.items, total: page.total, next_cursor: page.next === undefined ? null : await encodeCursor(signer, binding, { ...page.next }) },
           200,
         );
       },
@@ -244,7 +284,19 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         middleware: [requireScope("history:read")] as const,
         request: { params: z.object({ entry_id: z.uuid().openapi({ param: { name: "entry_id", in: "path" } }) }) },
         responses: {
-          200: { description: "The entry", content: { "application/json": { schema: EntrySchema } } },
+          200: {
+            description: "The entry, with `refunded_amount`: what its refunds or reversals add up to",
+            content: {
+              "application/json": {
+                schema: EntrySchema.extend({
+                  refunded_amount: z.string().openapi({
+                    description: "The sum of the refunds (of a debit) or reversals (of a credit) that name this entry; \"0\" if none.",
+                    example: "4",
+                  }),
+                }).openapi("EntryDetail"),
+              },
+            },
+          },
           ...errorResponses("validation_failed", "not_found", ...AUTH_ERRORS),
         },
       }),
@@ -256,7 +308,7 @@ export function historyRoutes(deps: { ledger: LedgerContext }) {
         if (!entry || (principal.kind === "user" && principal.account_id !== entry.account_id)) {
           throw new TallyError("not_found", `no entry ${entry_id}`);
         }
-        return c.json(entry, 200);
+        return c.json({ ...entry, refunded_amount: formatNanos(await refundedNanos(ledger.database, entry)) }, 200);
       },
     )
     .openapi(

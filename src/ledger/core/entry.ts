@@ -14,6 +14,11 @@ export interface Entry {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: string;
+  /** Present only on corrections (src/ledger/corrections/): the entry a refund or reversal corrects. */
+  original_entry_id?: string;
+  /** Present only on a transfer leg: the other leg, and the transfer both share. */
+  counterpart_entry_id?: string;
+  transfer_id?: string;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -25,17 +30,26 @@ export interface EntryRequest {
   batch_id: string | null;
   description: string | null;
   metadata: Record<string, unknown> | null;
+  /** Links of a correction; absent (or null) on every other write. */
+  original_entry_id?: string | null;
+  counterpart_entry_id?: string | null;
+  transfer_id?: string | null;
+  /** The sign of a signed type (an adjustment): "debit" makes the delta negative. Ignored for other types. */
+  direction?: "credit" | "debit";
 }
 
-export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal"]);
+export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "reversal", "transfer_out"]);
 
-export function deltaOf(type: EntryType, amount: string): string {
+export function deltaOf(type: EntryType, amount: string, direction?: "credit" | "debit"): string {
+  if (type === "adjustment") return direction === "debit" ? `-${amount}` : amount;
   return DEBIT_TYPES.has(type) ? `-${amount}` : amount;
 }
 
 /** The columns every query that returns entries selects, in the shape `toEntry` reads. */
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at`;
+  idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
+  original_entry_id::text AS original_entry_id, counterpart_entry_id::text AS counterpart_entry_id,
+  transfer_id::text AS transfer_id`;
 
 export interface EntryRow {
   id: string;
@@ -49,6 +63,22 @@ export interface EntryRow {
   description: string | null;
   metadata: Record<string, unknown> | null;
   created_at: Date | string;
+  original_entry_id?: string | null;
+  counterpart_entry_id?: string | null;
+  transfer_id?: string | null;
+}
+
+/** The links a row carries, only those that are set (entries without links look exactly as they always have). */
+export function entryLinks(row: {
+  original_entry_id?: string | null;
+  counterpart_entry_id?: string | null;
+  transfer_id?: string | null;
+}): Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> {
+  const links: Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> = {};
+  if (row.original_entry_id) links.original_entry_id = row.original_entry_id;
+  if (row.counterpart_entry_id) links.counterpart_entry_id = row.counterpart_entry_id;
+  if (row.transfer_id) links.transfer_id = row.transfer_id;
+  return links;
 }
 
 export function toEntry(row: EntryRow): Entry {
@@ -63,10 +93,12 @@ export function toEntry(row: EntryRow): Entry {
     description: row.description,
     metadata: row.metadata,
     created_at: new Date(row.created_at).toISOString(),
+    ...entryLinks(row),
   };
 }
 
-function canonicalJson(value: unknown): string {
+/** JSON with object keys sorted, so that key order is never meaning; the input of every request fingerprint. */
+export function canonicalJson(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
   if (value !== null && typeof value === "object") {
     const keys = Object.keys(value).sort();
@@ -87,6 +119,9 @@ export function requestHash(request: EntryRequest): string {
     batch_id: request.batch_id,
     description: request.description,
     metadata: request.metadata,
+    // Only when set, so the fingerprint of every request without links is what it always was.
+    ...(request.original_entry_id ? { original_entry_id: request.original_entry_id } : {}),
+    ...(request.direction && request.type === "adjustment" ? { direction: request.direction } : {}),
   });
   return createHash("sha256").update(fingerprint).digest("hex");
 }

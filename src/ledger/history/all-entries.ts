@@ -1,5 +1,6 @@
 import { ENTRY_COLUMNS, toEntry, type Entry, type EntryRow } from "../core/entry.js";
 import type { LedgerContext } from "../core/context.js";
+import { withLinks } from "../corrections/links.js";
 import { ALL_ENTRIES_COUNT_SQL, ALL_ENTRIES_PAGE_SQL } from "./history-sql.js";
 import { currentSnapshot, likePattern, type HistoryFilters, type HistoryPosition } from "./history.js";
 
@@ -25,7 +26,7 @@ export async function listAllEntries(
   const pageRows = rows.slice(offset, offset + limit);
   const [count] = await context.database.query<{ item_count: string }>(ALL_ENTRIES_COUNT_SQL, [snapshot, null, null, ...shared]);
   return {
-    items: pageRows.map((row) => toEntry({ ...row, request_hash: "" })),
+    items: await withLinks(context, pageRows.map((row) => toEntry({ ...row, request_hash: "" }))),
     total: Number(count!.item_count),
     snapshot,
     next: rows.length > offset + limit && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position } : undefined,

@@ -27,9 +27,11 @@ const BATCH_FILTERS = (alias: string) => `
   AND ($7::timestamptz IS NULL OR ${alias}.last_at >= $7::timestamptz)
   AND ($8::timestamptz IS NULL OR ${alias}.last_at <= $8::timestamptz)`;
 
-export type Bound = "below" | "above";
+/** below: position < $3 (or everything when $3 is NULL); above: position > $3; between: $9 < position < $3. */
+export type Bound = "below" | "above" | "between";
 
 function positionBound(column: string, bound: Bound): string {
+  if (bound === "between") return `${column} < $3::bigint AND ${column} > $9::bigint`;
   return bound === "below" ? `($3::bigint IS NULL OR ${column} < $3::bigint)` : `${column} > $3::bigint`;
 }
 
@@ -150,6 +152,33 @@ SELECT COUNT(*)::text AS item_count, COALESCE(SUM(e.delta), 0)::text AS delta_su
        $3::bigint AS unused_position, $4::bigint AS unused_limit
 FROM entries e
 WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) ${singleBound} ${SINGLE_FILTERS}`;
+}
+
+/**
+ * The deltas of the items a date-filtered page does not list, summed per gap: every item (grouped or not, as the
+ * listing is) strictly between $9 and $3 whose position is not one of the anchors $10 (the page's positions, and
+ * the walk's cursor position above them), summed under the nearest anchor above it. A listed item's running
+ * balance is the one above it less that item's delta and less the gap below it, so an item the date filter drops
+ * is still accounted for. Costs O(items in the page's position range). $5 to $8 are NULL (no filters).
+ */
+export function gapSumsSql(group_batches: boolean): string {
+  const items = group_batches
+    ? `SELECT e.seq AS position, e.delta FROM entries e
+       WHERE e.account_id = $1 AND e.batch_id IS NULL AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
+         AND ${positionBound("e.seq", "between")}
+       UNION ALL
+       SELECT b.last_seq, b.delta_total FROM batch_items b`
+    : `SELECT e.seq AS position, e.delta FROM entries e
+       WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot) AND ${positionBound("e.seq", "between")}
+         AND $5::text[] IS NULL AND $6::text IS NULL AND $7::timestamptz IS NULL AND $8::timestamptz IS NULL`;
+  return `
+WITH ${group_batches ? `${batchItemsCte("between", false)},` : ""}
+items AS (${items})
+SELECT nearest.anchor::text AS anchor, SUM(i.delta)::text AS delta_sum, $4::bigint AS unused_limit
+FROM items i
+CROSS JOIN LATERAL (SELECT MIN(a) AS anchor FROM unnest($10::bigint[]) AS a WHERE a > i.position) AS nearest
+WHERE i.position <> ALL($10::bigint[])
+GROUP BY nearest.anchor`;
 }
 
 /**

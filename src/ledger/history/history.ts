@@ -6,10 +6,12 @@ import {
   BALANCE_AS_OF_SQL,
   GROUPED_PAGE_SQL,
   UNGROUPED_PAGE_SQL,
+  gapSumsSql,
   groupedTotalsSql,
   ungroupedTotalsSql,
 } from "./history-sql.js";
 import { rollUpBatches } from "./rollup.js";
+import { withLinks } from "../corrections/links.js";
 
 export const HISTORY_PAGE_SIZE_MAX = 500;
 export const HISTORY_OFFSET_MAX = 10_000;
@@ -43,6 +45,10 @@ export interface HistoryItem {
   last_created_at: string;
   /** The account balance right after this item (after a batch's last row); null when a type or search filter is set. */
   balance_after: string | null;
+  /** Present only on corrections: what a refund or reversal corrects, and a transfer leg's counterpart and transfer. */
+  original_entry_id?: string;
+  counterpart_entry_id?: string;
+  transfer_id?: string;
 }
 
 export interface HistoryPosition {
@@ -51,11 +57,12 @@ export interface HistoryPosition {
   position: string;
   /**
    * What the walk already knows and cannot change while it is pinned to its snapshot: the item count, and the
-   * balance right after the next item (the previous page's last balance_after less that item's delta; null when
+   * balance after every item below `position` (in listing order, whether or not a filter lists them; null when
    * balances are omitted). Carrying them makes every later page cost O(page). An absent value is recomputed.
+   * They are trusted because a cursor is signed (src/http/cursor.ts).
    */
   total?: number;
-  balance_after_next?: string | null;
+  balance_below?: string | null;
 }
 
 export interface HistoryPage {
@@ -177,47 +184,31 @@ export async function listHistory(
     parameters(account_id, snapshot, position, offset + limit + 1, filters),
   );
   const pageRows = rows.slice(offset, offset + limit);
-  const totalsSql = group_batches ? groupedTotalsSql : ungroupedTotalsSql;
   const total = after?.total ?? (await countItems(context, account_id, snapshot, group_batches, filters));
 
-  const withBalances = filters.types === undefined && filters.search === undefined;
-  let pageStartBalance: bigint | undefined;
-  if (withBalances && pageRows.length > 0 && offset === 0 && typeof after?.balance_after_next === "string") {
-    pageStartBalance = numericToNanos(after.balance_after_next);
-  } else if (withBalances && pageRows.length > 0) {
-    // Everything newer than the first item on this page, whether listed on earlier pages or outside the date range.
-    const [above] = await context.database.query<{ delta_sum: string }>(
-      totalsSql("above"),
-      parameters(account_id, snapshot, pageRows[0]!.position, null, { ...filters, from: undefined, to: undefined }),
-    );
-    pageStartBalance = (await balanceAsOf(context, account_id, snapshot)) - numericToNanos(above!.delta_sum);
-  }
-
-  let running = pageStartBalance;
-  const items = pageRows.map((row): HistoryItem => {
-    const item: HistoryItem = {
-      id: row.id,
-      type: row.type,
-      amount: canonicalNumeric(row.amount),
-      delta: canonicalNumeric(row.delta),
-      idempotency_key: row.idempotency_key,
-      batch_id: row.batch_id,
-      batch_count: Number(row.row_count),
-      description: row.description,
-      metadata: row.metadata,
-      created_at: new Date(row.last_at).toISOString(),
-      first_created_at: new Date(row.first_at).toISOString(),
-      last_created_at: new Date(row.last_at).toISOString(),
-      balance_after: running === undefined ? null : formatNanos(running),
-    };
-    if (running !== undefined) running -= numericToNanos(row.delta);
-    return item;
-  });
+  const balances = await runningBalances(context, { account_id, group_batches, snapshot, filters, after, offset, pageRows });
+  const rowItems = pageRows.map((row, index): HistoryItem => ({
+    id: row.id,
+    type: row.type,
+    amount: canonicalNumeric(row.amount),
+    delta: canonicalNumeric(row.delta),
+    idempotency_key: row.idempotency_key,
+    batch_id: row.batch_id,
+    batch_count: Number(row.row_count),
+    description: row.description,
+    metadata: row.metadata,
+    created_at: new Date(row.last_at).toISOString(),
+    first_created_at: new Date(row.first_at).toISOString(),
+    last_created_at: new Date(row.last_at).toISOString(),
+    balance_after: balances === undefined ? null : formatNanos(balances.after[index]!),
+  }));
+  // Refunds, reversals and transfer legs show what they refer to.
+  const items = await withLinks(context, rowItems);
   const hasMore = rows.length > offset + limit;
   return {
     items,
     total,
-    page_start_balance: pageStartBalance === undefined ? null : formatNanos(pageStartBalance),
+    page_start_balance: balances === undefined || balances.after.length === 0 ? null : formatNanos(balances.after[0]!),
     snapshot,
     next:
       hasMore && pageRows.length > 0
@@ -225,8 +216,77 @@ export async function listHistory(
             snapshot,
             position: pageRows.at(-1)!.position,
             total,
-            balance_after_next: running === undefined ? null : formatNanos(running),
+            balance_below: balances === undefined ? null : formatNanos(balances.below),
           }
         : undefined,
   };
+}
+
+/**
+ * The balance after each item of a page, and after everything below its last item.
+ *
+ * balance_after of an item is the balance as of the walk's snapshot less the deltas of every item listed above it
+ * in the unfiltered listing: items are taken whole, in position order (a batch at its last row). A date filter
+ * selects by created_at, which is the inserting transaction's start and need not follow position order under
+ * concurrency, so the items it drops can sit anywhere between listed ones: their deltas are summed per gap
+ * (gapSumsSql) and subtracted too. With a type or search filter the dropped items are most of the history, so
+ * balances are omitted instead (undefined: the API shows null).
+ *
+ * The first item's balance is carried by the cursor (less the gap between the cursor's position and the item), or
+ * computed as the balance as of the snapshot less everything above the item.
+ */
+async function runningBalances(
+  context: LedgerContext,
+  request: {
+    account_id: string;
+    group_batches: boolean;
+    snapshot: string;
+    filters: HistoryFilters;
+    after: HistoryPosition | undefined;
+    offset: number;
+    pageRows: ItemRow[];
+  },
+): Promise<{ after: bigint[]; below: bigint } | undefined> {
+  const { account_id, group_batches, snapshot, filters, after, offset, pageRows } = request;
+  if (filters.types !== undefined || filters.search !== undefined) return undefined;
+  if (pageRows.length === 0) return { after: [], below: 0n };
+  const unfiltered: HistoryFilters = { types: undefined, search: undefined, from: undefined, to: undefined };
+  const carried = offset === 0 && typeof after?.balance_below === "string" ? numericToNanos(after.balance_below) : undefined;
+  // The top of the range whose unlisted items must be accounted for: the cursor's position when its balance is
+  // carried, else the first item itself (the items above it are summed in full below).
+  const top = carried === undefined ? pageRows[0]!.position : after!.position;
+
+  const gaps = new Map<string, bigint>();
+  // Without a date filter nothing between listed items is left out; with one item and no carried balance, there is
+  // no range between them.
+  if ((filters.from !== undefined || filters.to !== undefined) && top !== pageRows.at(-1)!.position) {
+    const anchors = [...new Set([top, ...pageRows.map((row) => row.position)])];
+    const rows = await context.database.query<{ anchor: string; delta_sum: string }>(gapSumsSql(group_batches), [
+      ...parameters(account_id, snapshot, top, null, unfiltered),
+      pageRows.at(-1)!.position,
+      anchors,
+    ]);
+    for (const row of rows) gaps.set(row.anchor, numericToNanos(row.delta_sum));
+  }
+  const gapBelow = (position: string) => gaps.get(position) ?? 0n;
+
+  let balance: bigint;
+  if (carried !== undefined) {
+    balance = carried - gapBelow(top);
+  } else {
+    const totalsSql = group_batches ? groupedTotalsSql : ungroupedTotalsSql;
+    const [above] = await context.database.query<{ delta_sum: string }>(
+      totalsSql("above"),
+      parameters(account_id, snapshot, pageRows[0]!.position, null, unfiltered),
+    );
+    balance = (await balanceAsOf(context, account_id, snapshot)) - numericToNanos(above!.delta_sum);
+  }
+  const balances: bigint[] = [];
+  for (const [index, row] of pageRows.entries()) {
+    balances.push(balance);
+    balance -= numericToNanos(row.delta);
+    // The gap below the last item reaches down to an item of the next page: that page subtracts it.
+    if (index < pageRows.length - 1) balance -= gapBelow(row.position);
+  }
+  return { after: balances, below: balance };
 }

@@ -18,28 +18,61 @@ WITH buckets AS (
                          $4::timestamptz AT TIME ZONE 'UTC' - interval '1 microsecond',
                          ('1 ' || $2)::interval) AS start
 ), rows AS (
-  SELECT date_trunc($2, created_at AT TIME ZONE 'UTC') AS start, type, SUM(amount) AS amount, COUNT(*) AS row_count
+  SELECT date_trunc($2, created_at AT TIME ZONE 'UTC') AS start, type, SUM(amount) AS amount, SUM(delta) AS delta,
+         COUNT(*) AS row_count
   FROM entries
   WHERE account_id = $1 AND created_at >= $3::timestamptz AND created_at < $4::timestamptz
   GROUP BY 1, 2
 )
-SELECT (b.start AT TIME ZONE 'UTC') AS start, r.type, r.amount::text AS amount, r.row_count::text AS row_count
+SELECT (b.start AT TIME ZONE 'UTC') AS start, r.type, r.amount::text AS amount, r.delta::text AS delta,
+       r.row_count::text AS row_count
 FROM buckets b LEFT JOIN rows r ON r.start = b.start
 ORDER BY b.start, r.type`;
 
-const CREDIT: ReadonlySet<string> = new Set(["purchase", "grant", "refund", "bonus"]);
+/**
+ * Which total each type adds to. Spend is usage and removals, earnings are purchases, grants and bonuses;
+ * corrections are reported on lines of their own (refunds and reversals apart from spend and purchases, transfers
+ * in and out, adjustments as their signed sum), and `net` is the sum of every delta.
+ */
+const LINE_OF: Record<EntryType, Exclude<keyof Accumulator, "count" | "net">> = {
+  usage: "spent",
+  removal: "spent",
+  purchase: "earned",
+  grant: "earned",
+  bonus: "earned",
+  refund: "refunded",
+  reversal: "reversed",
+  transfer_in: "transferred_in",
+  transfer_out: "transferred_out",
+  adjustment: "adjusted",
+};
 
 interface Totals {
   spent: string;
   earned: string;
   net: string;
   count: number;
+  refunded: string;
+  reversed: string;
+  transferred_in: string;
+  transferred_out: string;
+  adjusted: string;
 }
 
 interface Accumulator {
   spent: bigint;
   earned: bigint;
+  net: bigint;
   count: number;
+  refunded: bigint;
+  reversed: bigint;
+  transferred_in: bigint;
+  transferred_out: bigint;
+  adjusted: bigint;
+}
+
+function emptyAccumulator(): Accumulator {
+  return { spent: 0n, earned: 0n, net: 0n, count: 0, refunded: 0n, reversed: 0n, transferred_in: 0n, transferred_out: 0n, adjusted: 0n };
 }
 
 export interface AccountStats {
@@ -55,8 +88,13 @@ function finish(accumulator: Accumulator): Totals {
   return {
     spent: formatNanos(accumulator.spent),
     earned: formatNanos(accumulator.earned),
-    net: formatNanos(accumulator.earned - accumulator.spent),
+    net: formatNanos(accumulator.net),
     count: accumulator.count,
+    refunded: formatNanos(accumulator.refunded),
+    reversed: formatNanos(accumulator.reversed),
+    transferred_in: formatNanos(accumulator.transferred_in),
+    transferred_out: formatNanos(accumulator.transferred_out),
+    adjusted: formatNanos(accumulator.adjusted),
   };
 }
 
@@ -84,23 +122,32 @@ export async function accountStats(
   context: LedgerContext,
   request: { account_id: string; from: Date; to: Date; interval: StatsInterval },
 ): Promise<AccountStats> {
-  const rows = await context.database.query<{ start: Date | string; type: EntryType | null; amount: string | null; row_count: string | null }>(
+  const rows = await context.database.query<{
+    start: Date | string;
+    type: EntryType | null;
+    amount: string | null;
+    delta: string | null;
+    row_count: string | null;
+  }>(
     STATS_SQL,
     [request.account_id, request.interval, request.from.toISOString(), request.to.toISOString()],
   );
-  const total: Accumulator = { spent: 0n, earned: 0n, count: 0 };
+  const total = emptyAccumulator();
   const byType = new Map<EntryType, { amount: bigint; count: number }>();
   const buckets = new Map<string, Accumulator>();
   for (const row of rows) {
     const start = new Date(row.start).toISOString();
-    const bucket = buckets.get(start) ?? { spent: 0n, earned: 0n, count: 0 };
+    const bucket = buckets.get(start) ?? emptyAccumulator();
     buckets.set(start, bucket);
-    if (row.type === null || row.amount === null || row.row_count === null) continue;
+    if (row.type === null || row.amount === null || row.delta === null || row.row_count === null) continue;
     const amount = numericToNanos(row.amount);
+    const delta = numericToNanos(row.delta);
     const count = Number(row.row_count);
+    const line = LINE_OF[row.type];
     for (const accumulator of [bucket, total]) {
-      if (CREDIT.has(row.type)) accumulator.earned += amount;
-      else accumulator.spent += amount;
+      // Adjustments are signed, so their line is the sum of deltas; every other line sums amounts.
+      accumulator[line] += line === "adjusted" ? delta : amount;
+      accumulator.net += delta;
       accumulator.count += count;
     }
     const typed = byType.get(row.type) ?? { amount: 0n, count: 0 };

@@ -24,25 +24,35 @@ export interface PostResult {
  * unique index for the first to commit and then inserts nothing, so any number of identical requests make one row.
  */
 const INSERT_SQL = `
-INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb)
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
+                     original_entry_id, counterpart_entry_id, transfer_id)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
 const FIND_BY_KEY_SQL = `SELECT ${ENTRY_COLUMNS} FROM entries WHERE account_id = $1 AND idempotency_key = $2`;
 
-export async function insertEntry(database: Queryable, request: EntryRequest, hash: string): Promise<EntryRow | undefined> {
+/** `id` may be chosen by the caller (the two legs of a transfer name each other before either is written). */
+export async function insertEntry(
+  database: Queryable,
+  request: EntryRequest,
+  hash: string,
+  id: string = uuidv7(),
+): Promise<EntryRow | undefined> {
   const rows = await database.query<EntryRow>(INSERT_SQL, [
-    uuidv7(),
+    id,
     request.account_id,
     request.type,
     request.amount,
-    deltaOf(request.type, request.amount),
+    deltaOf(request.type, request.amount, request.direction),
     request.idempotency_key,
     hash,
     request.batch_id,
     request.description,
     request.metadata === null ? null : JSON.stringify(request.metadata),
+    request.original_entry_id ?? null,
+    request.counterpart_entry_id ?? null,
+    request.transfer_id ?? null,
   ]);
   return rows[0];
 }
