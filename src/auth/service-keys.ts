@@ -147,7 +147,7 @@ export class ServiceKeyVerifier {
     const orm = this.source as Orm;
     if (parameters.length === 0) return (await orm.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt))) as unknown as Row[];
     return (await orm
-      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes })
+      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes, expires_at: apiKeys.expiresAt })
       .from(apiKeys)
       .where(and(eq(apiKeys.id, parameters[0] as string), isNull(apiKeys.revokedAt)))) as unknown as Row[];
   }

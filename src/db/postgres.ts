@@ -18,7 +18,7 @@ export interface PostgresOptions {
 }
 
 /** Defaults that keep every answer within about 2 s while the database is away (see docs/design.md). */
-export const POOL_DEFAULTS = { connect_timeout_ms: 1_000, acquire_timeout_ms: 500, queue_max: 256, probe_interval_ms: 250 };
+export const POOL_DEFAULTS = { connect_timeout_ms: 1_000, acquire_timeout_ms: 1_500, queue_max: 256, probe_interval_ms: 250 };
 
 export function connectPostgres(options: PostgresOptions): Database {
   const gate = new PoolGate({

@@ -55,6 +55,9 @@ export function strictJsonBody(): MiddlewareHandler<AppEnv> {
     const mediaType = (semicolon < 0 ? contentType : contentType.slice(0, semicolon)).trim();
     if (!JSON_MEDIA_TYPE.test(mediaType)) return next();
     const text = await c.req.text();
+    // No body at all (a POST that takes none, sent with a JSON content type by a generic client): nothing to parse;
+    // a route that needs a body refuses it in its own validator.
+    if (text.length === 0) return next();
     let parsed: unknown;
     try {
       parsed = parseStrictJson(text, { depth_max: BODY_DEPTH_MAX });

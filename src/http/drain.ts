@@ -1,5 +1,5 @@
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { Socket } from "node:net";
+import net, { type Socket } from "node:net";
 
 /** Shared between the server and the routes: whether the process has begun shutting down. */
 export interface Lifecycle {
@@ -21,6 +21,9 @@ export interface Drainer extends Lifecycle {
 /** Tracks connections and in-flight responses of `server` so that a shutdown can drain it. */
 export function trackForDrain(server: Server): Drainer {
   const busy = new Map<Socket, number>();
+  // Sockets that have carried a request. One that has not may be a client that just connected and whose request is
+  // still on the wire: closing it at once would reset that request, so it gets a short grace first.
+  const served = new WeakSet<Socket>();
   const responses = new Set<ServerResponse>();
   let draining = false;
 
@@ -30,6 +33,7 @@ export function trackForDrain(server: Server): Drainer {
   });
   server.on("request", (request: IncomingMessage, response: ServerResponse) => {
     const socket = request.socket;
+    served.add(socket);
     busy.set(socket, (busy.get(socket) ?? 0) + 1);
     responses.add(response);
     if (draining) response.setHeader("Connection", "close");
@@ -60,16 +64,24 @@ export function trackForDrain(server: Server): Drainer {
           resolve(false);
         }, timeout_ms);
         force.unref();
-        // Stops accepting and (Node 19+) closes the sockets that wait idle between requests.
-        server.close(() => {
+        // Stops accepting. Not http.Server#close: since Node 19 it also destroys every socket without a request in
+        // progress, including one whose first request has not arrived yet, which the client sees as a reset.
+        net.Server.prototype.close.call(server, () => {
           clearTimeout(force);
           resolve(true);
         });
-        for (const [socket, count] of busy) if (count === 0) closeSoon(socket);
+        for (const [socket, count] of busy) {
+          if (count > 0) continue;
+          if (served.has(socket)) closeSoon(socket);
+          else setTimeout(() => (busy.get(socket) ?? 0) === 0 && closeSoon(socket), FRESH_SOCKET_GRACE_MS).unref();
+        }
       });
     },
   };
 }
+
+/** How long a connection that has not sent its first request yet may still send it during a drain. */
+const FRESH_SOCKET_GRACE_MS = 500;
 
 /** Sends what is buffered, then closes; a client that never answers the FIN is cut off after a second. */
 function closeSoon(socket: Socket): void {

@@ -58,7 +58,7 @@ describe("holds on the embedded store", () => {
     );
     expect(grants.filter((grant) => grant.status === 201)).toHaveLength(10);
     expect(grants.filter((grant) => grant.status === 409)).toHaveLength(2);
-    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "10", available: "0" });
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "10", available: "0", expiring_next: null });
 
     const granted = grants.filter((grant) => grant.status === 201).map((grant) => grant.body.id as string);
     const capture = await call("POST", `/v1/holds/${granted[0]}/capture`, { amount: "3" });
@@ -68,9 +68,9 @@ describe("holds on the embedded store", () => {
     expect((await call("POST", `/v1/holds/${granted[1]}/release`)).status).toBe(200);
     expect((await call("POST", `/v1/holds/${granted[1]}/release`)).headers.get("idempotent-replayed")).toBe("true");
     // 8 holds of 1 left on a balance of 7.
-    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "-1" });
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "-1", expiring_next: null });
     clock.current = new Date(clock.current.getTime() + 600_000);
-    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "7" });
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "7", expiring_next: null });
     const expired = await call("GET", `/v1/accounts/${account_id}/holds?status=expired`);
     expect(expired.body.holds).toHaveLength(8);
     const check = await call("POST", "/v1/balances/check", { account_id, amount: "8" });

@@ -343,7 +343,7 @@ describe("available on every balance answer", () => {
     expectStatus(await hold(account_id, "6"), 201);
     expect(await balanceOf(account_id)).toEqual({ balance: "10", available: "4" });
     const bulk = await harness.post("/v1/balances/query", { account_ids: [account_id] });
-    expect(bulk.body.balances).toEqual([{ account_id, balance: "10", available: "4" }]);
+    expect(bulk.body.balances).toEqual([{ account_id, balance: "10", available: "4", expiring_next: null }]);
     const account = await harness.get(`/v1/accounts/${account_id}`);
     expect(account.body).toMatchObject({ balance: "10", available: "4" });
     const token = await new SignJWT({})
@@ -353,7 +353,7 @@ describe("available on every balance answer", () => {
       .setExpirationTime("5m")
       .sign(new TextEncoder().encode(JWT_SECRET));
     const me = await harness.get("/v1/me", token);
-    expect(me.body).toEqual({ account_id, balance: "10", available: "4" });
+    expect(me.body).toEqual({ account_id, balance: "10", available: "4", expiring_next: null });
     const check = await harness.post("/v1/balances/check", { account_id, amount: "5" });
     expect(check.body).toEqual({ account_id, balance: "10", available: "4", amount: "5", sufficient: false, deficit: "1" });
     const fits = await harness.post("/v1/balances/check", { account_id, amount: "4" });

@@ -221,7 +221,7 @@ describe("bulk balances: POST /v1/balances/query", () => {
     expect(truth.size).toBe(withEntries.length);
     const expected = requested
       .filter((id) => !unknown.includes(id))
-      .map((account_id) => ({ account_id, balance: truth.get(account_id) ?? "0", available: truth.get(account_id) ?? "0" }));
+      .map((account_id) => ({ account_id, balance: truth.get(account_id) ?? "0", available: truth.get(account_id) ?? "0", expiring_next: null }));
     expect(response.body.balances).toEqual(expected);
     expect([...response.body.not_found].sort()).toEqual([...unknown].sort());
     expect(truth.get(withEntries[1]!)).toBe("0.249999993");

@@ -59,7 +59,7 @@ describe("credit lots on the embedded store", () => {
     const bonus = await call("POST", "/v1/credits", { account_id: "org_lots", type: "bonus", amount: "5", idempotency_key: "bonus", expires_at: inOneHour });
     expect((await call("POST", "/v1/usage", { account_id: "org_lots", amount: "30", idempotency_key: "u1" })).status).toBe(201);
     const balance = await call("GET", "/v1/balances/org_lots");
-    expect(balance.body).toEqual({ account_id: "org_lots", balance: "125", expiring_next: { expires_at: inOneHour, amount: "75" } });
+    expect(balance.body).toEqual({ account_id: "org_lots", balance: "125", available: "125", expiring_next: { expires_at: inOneHour, amount: "75" } });
     const open = await call("GET", "/v1/accounts/org_lots/lots");
     expect(open.body.lots.map((lot: { entry_id: string; remaining: string }) => [lot.entry_id, lot.remaining])).toEqual([
       [plan.body.id, "70"],
@@ -68,7 +68,7 @@ describe("credit lots on the embedded store", () => {
     ]);
     expect((await call("POST", `/v1/credits/${bonus.body.id}/expire`)).body).toMatchObject({ status: "expired", expired_amount: "5" });
     clock.advance(HOUR_MS + 1);
-    expect((await call("GET", "/v1/balances/org_lots")).body).toEqual({ account_id: "org_lots", balance: "50", expiring_next: null });
+    expect((await call("GET", "/v1/balances/org_lots")).body).toEqual({ account_id: "org_lots", balance: "50", available: "50", expiring_next: null });
     expect((await sweepExpiredLots(ledger)).lots_expired).toBe(0);
     const audit = await auditLots(ledger, "org_lots");
     expect(audit).toMatchObject({ agrees: true, expirations_checked: 2 });

@@ -83,7 +83,7 @@ describe("GET /metrics", () => {
   });
 
   it("shows database operations in use and waiting beyond the pool size", async () => {
-    const database = instrumentPool(connectPostgres({ url: harness.databaseUrl, pool_max: 1, statement_timeout_ms: 10_000 }), 1);
+    const database = instrumentPool(connectPostgres({ url: harness.databaseUrl, pool_max: 1, statement_timeout_ms: 10_000, acquire_timeout_ms: 10_000 }), 1);
     const logger = createLogger("silent");
     const app = createApp({
       database,

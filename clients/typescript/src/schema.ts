@@ -185,7 +185,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Post a credit: purchase, grant, refund or bonus */
+        /** Post a credit: purchase, grant, refund or bonus; every credit is a lot, optionally expiring and prioritised */
         post: operations["postCredit"];
         delete?: never;
         options?: never;
@@ -401,6 +401,125 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reserve credit before a call whose cost is not yet known */
+        post: operations["createHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/holds/{id}/capture": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Post the actual cost as usage naming the hold, and close the hold */
+        post: operations["captureHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/holds/{id}/release": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Close the hold with nothing posted (the call failed) */
+        post: operations["releaseHold"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/holds/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One hold */
+        get: operations["getHold"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{id}/holds": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An account's holds, newest first, optionally of one status */
+        get: operations["listAccountHolds"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{id}/lots": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An account's credit lots in consumption order (open by default), optionally audited */
+        get: operations["listLots"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/credits/{entry_id}/expire": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** End a lot now: what remains of it leaves the balance as an expiration entry (idempotent) */
+        post: operations["voidLot"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -417,7 +536,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust";
+            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications";
             request_id?: string;
             /** @description For validation_failed: each refused field, e.g. `entries[3].amount`. */
             errors?: {
@@ -437,12 +556,30 @@ export interface components {
         };
         AccountWithBalance: components["schemas"]["Account"] & {
             balance: string;
+            /**
+             * @description The balance less the account's active holds. Holds never change the balance itself.
+             * @example 10.5
+             */
+            available: string;
         };
         Balance: {
             account_id: string;
             /** @example 12.5 */
             balance: string;
+            /**
+             * @description The balance less the account's active holds. Holds never change the balance itself.
+             * @example 10.5
+             */
+            available: string;
+            expiring_next: components["schemas"]["ExpiringNext"];
         };
+        /** @description The earliest future expiry of the account's credit lots (null if none). */
+        ExpiringNext: {
+            /** Format: date-time */
+            expires_at: string;
+            /** @description What remains, now, of the lots that expire at expires_at. */
+            amount: string;
+        } | null;
         Balances: {
             balances: components["schemas"]["Balance"][];
             /** @description Requested ids that are not accounts. */
@@ -451,9 +588,15 @@ export interface components {
         BalanceCheck: {
             account_id: string;
             balance: string;
+            /**
+             * @description The balance less the account's active holds. Holds never change the balance itself.
+             * @example 10.5
+             */
+            available: string;
             amount: string;
+            /** @description Whether `available` (not the balance) covers the amount. */
             sufficient: boolean;
-            /** @description How much is missing; "0" when sufficient. */
+            /** @description How much `available` lacks; "0" when sufficient. */
             deficit: string;
         };
         Entry: {
@@ -461,7 +604,7 @@ export interface components {
             id: string;
             account_id: string;
             /** @enum {string} */
-            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment";
+            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration";
             /** @example 0.000000405 */
             amount: string;
             /**
@@ -493,6 +636,23 @@ export interface components {
              * @description Transfer legs only: the transfer both legs belong to.
              */
             transfer_id?: string;
+            /**
+             * Format: uuid
+             * @description Hold captures only: the hold this usage closed.
+             */
+            hold_id?: string;
+            /** @description A credit's lot priority, when it was given one. */
+            priority?: number;
+            /**
+             * Format: date-time
+             * @description A credit's expiry, when it has one.
+             */
+            expires_at?: string;
+            /**
+             * Format: uuid
+             * @description An expiration's lot: the id of the credit entry it ended.
+             */
+            lot_id?: string;
         };
         /**
          * @example {
@@ -519,7 +679,7 @@ export interface components {
             idempotency_key: string;
             description?: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -575,7 +735,7 @@ export interface components {
             idempotency_key: string;
             description?: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -586,6 +746,16 @@ export interface components {
             };
             /** @enum {string} */
             type: "purchase" | "grant" | "refund" | "bonus";
+            /**
+             * @description When the lot's remaining amount expires (RFC 3339, in the future). Stored to the millisecond.
+             * @example 2027-01-31T00:00:00Z
+             */
+            expires_at?: string;
+            /**
+             * @description Consumption priority, 0-100; lower is consumed first. Default 50.
+             * @example 10
+             */
+            priority?: number;
         };
         /**
          * @example {
@@ -607,7 +777,7 @@ export interface components {
             idempotency_key: string;
             description?: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -634,7 +804,7 @@ export interface components {
             /** @description The entry id, or for a batch item the batch id. */
             id: string;
             /** @enum {string} */
-            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment";
+            type: "purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration";
             amount: string;
             delta: string;
             idempotency_key: string | null;
@@ -666,6 +836,11 @@ export interface components {
              * @description Transfer legs only: the transfer.
              */
             transfer_id?: string;
+            /**
+             * Format: uuid
+             * @description Hold captures only: the hold this usage closed.
+             */
+            hold_id?: string;
         };
         EntryDetail: components["schemas"]["Entry"] & {
             /**
@@ -725,7 +900,7 @@ export interface components {
             idempotency_key: string;
             description?: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -769,7 +944,7 @@ export interface components {
             idempotency_key: string;
             description?: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -807,7 +982,7 @@ export interface components {
             /** @example req_01J9ZP3K6X */
             idempotency_key: string;
             /**
-             * @description Free-form JSON object, at most 4096 bytes.
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
              * @example {
              *       "model": "gpt-x",
              *       "tokens": 812
@@ -816,6 +991,151 @@ export interface components {
             metadata?: {
                 [key: string]: unknown;
             };
+        };
+        Hold: {
+            /** Format: uuid */
+            id: string;
+            account_id: string;
+            /**
+             * @description The reserved (worst-case) amount.
+             * @example 0.5
+             */
+            amount: string;
+            /**
+             * @description `expired`: still open but past `expires_at`, so it no longer reduces `available`.
+             * @enum {string}
+             */
+            status: "active" | "captured" | "released" | "expired";
+            idempotency_key: string;
+            description: string | null;
+            metadata: {
+                [key: string]: unknown;
+            } | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            expires_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+            /** @description The actual cost posted as usage, once captured. */
+            captured_amount: string | null;
+        };
+        HoldRequest: {
+            /** @example org_42 */
+            account_id: string;
+            /**
+             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @example 0.000000405
+             */
+            amount: string;
+            /** @example req_01J9ZP3K6X */
+            idempotency_key: string;
+            /**
+             * @description Seconds until the hold lapses by itself; default 600.
+             * @default 600
+             */
+            expires_in_s?: number;
+            description?: string;
+            /**
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * @description Grant even if `available` does not cover the amount (the hold still counts against it).
+             * @default false
+             */
+            allow_overdraft?: boolean;
+        };
+        CaptureResult: {
+            hold: components["schemas"]["Hold"];
+            entry: components["schemas"]["Entry"];
+            /**
+             * @description What the hold was when the capture arrived; `expired` means the call finished after it lapsed.
+             * @enum {string}
+             */
+            hold_status: "active" | "expired";
+        };
+        CaptureRequest: {
+            /**
+             * @description The actual cost; it may exceed the hold (usage is never refused).
+             * @example 0.000000405
+             */
+            amount: string;
+            description?: string;
+            /**
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+        };
+        HoldPage: {
+            holds: components["schemas"]["Hold"][];
+            next_cursor: string | null;
+        };
+        LotPage: {
+            lots: components["schemas"]["Lot"][];
+            next_cursor: string | null;
+            audit?: components["schemas"]["LotAudit"];
+        };
+        Lot: {
+            /**
+             * Format: uuid
+             * @description The credit entry that opened the lot.
+             */
+            entry_id: string;
+            type: string;
+            priority: number;
+            amount: string;
+            /** @description The amount not yet consumed (0 once consumed or expired). */
+            remaining: string;
+            /** Format: date-time */
+            expires_at: string | null;
+            /** @enum {string} */
+            status: "open" | "consumed" | "expired";
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            closed_at: string | null;
+            /**
+             * Format: uuid
+             * @description The expiration entry that ended the lot, if one did.
+             */
+            expiration_entry_id: string | null;
+            expired_amount: string | null;
+        };
+        LotAudit: {
+            account_id: string;
+            entries_read: number;
+            expirations_checked: number;
+            lots_checked: number;
+            agrees: boolean;
+            expiration_disagreements: {
+                /** Format: uuid */
+                expiration_entry_id: string;
+                /** Format: uuid */
+                lot_id: string;
+                written: string;
+                recomputed: string;
+            }[];
+            lot_disagreements: {
+                /** Format: uuid */
+                lot_id: string;
+                stored_status: string;
+                stored_remaining: string;
+                recomputed_status: string;
+                recomputed_remaining: string;
+            }[];
         };
     };
     responses: never;
@@ -893,7 +1213,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -976,6 +1296,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -986,7 +1316,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1027,7 +1357,7 @@ export interface operations {
                     /** @example org_42 */
                     id: string;
                     /**
-                     * @description Free-form JSON object, at most 4096 bytes.
+                     * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
                      * @example {
                      *       "model": "gpt-x",
                      *       "tokens": 812
@@ -1111,6 +1441,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1121,7 +1461,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1210,6 +1550,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1220,7 +1570,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1297,6 +1647,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1307,7 +1667,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1346,7 +1706,7 @@ export interface operations {
             content: {
                 "application/json": {
                     /**
-                     * @description Free-form JSON object, at most 4096 bytes.
+                     * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
                      * @example {
                      *       "model": "gpt-x",
                      *       "tokens": 812
@@ -1430,6 +1790,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1440,7 +1810,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1529,6 +1899,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1539,7 +1919,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1642,6 +2022,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1652,7 +2042,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1771,6 +2161,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -1781,7 +2181,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -1923,7 +2323,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2054,7 +2454,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2196,7 +2596,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2338,7 +2738,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2365,7 +2765,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2443,6 +2843,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2453,7 +2863,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2480,7 +2890,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2556,6 +2966,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2566,7 +2986,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2593,7 +3013,7 @@ export interface operations {
         parameters: {
             query?: {
                 /** @description Repeat to list several types. */
-                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment")[];
+                type?: ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration") | ("purchase" | "grant" | "refund" | "bonus" | "usage" | "removal" | "reversal" | "transfer_out" | "transfer_in" | "adjustment" | "expiration")[];
                 /** @description Case-insensitive substring of the description; `%`, `_` and `\` are literal. */
                 search?: string;
                 /** @description Inclusive lower bound on created_at (a batch: its last row). */
@@ -2661,6 +3081,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2671,7 +3101,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2760,6 +3190,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2770,7 +3210,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2865,6 +3305,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2875,7 +3325,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2965,7 +3415,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `stream_limit_reached`: This process serves as many event streams as it allows; retry later; `service_unavailable`: The service cannot reach its database */
+            /** @description `stream_limit_reached`: This process serves as many event streams as it allows; retry later; `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3032,6 +3482,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -3042,7 +3502,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3143,6 +3603,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -3153,7 +3623,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3240,6 +3710,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -3250,7 +3730,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3394,7 +3874,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3536,7 +4016,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3680,7 +4160,878 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description `service_unavailable`: The service cannot reach its database */
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["HoldRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay: the same request was already answered; the original answer, with `Idempotent-Replayed: true` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description Granted: the hold is active */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `idempotency_key_reused`: The idempotency key was already used for a different request; `insufficient_balance`: The balance is too low for this debit; `too_many_active_holds`: The account has as many active holds as it may */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    captureHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["CaptureRequest"];
+            };
+        };
+        responses: {
+            /** @description A replay: the same request was already answered; the original answer, with `Idempotent-Replayed: true` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Idempotent-Replayed": components["headers"]["Idempotent-Replayed"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaptureResult"];
+                };
+            };
+            /** @description Captured */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CaptureResult"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `hold_not_found`: The hold does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `hold_not_active`: The hold is already closed by a different capture or a release */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    releaseHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Released (a repeated release answers the same, with `Idempotent-Replayed: true`) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `hold_not_found`: The hold does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `hold_not_active`: The hold is already closed by a different capture or a release */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getHold: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The hold */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Hold"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `hold_not_found`: The hold does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAccountHolds: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+                status?: "active" | "captured" | "released" | "expired";
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of holds */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["HoldPage"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listLots: {
+        parameters: {
+            query?: {
+                status?: "open" | "consumed" | "expired" | "all";
+                limit?: number;
+                cursor?: string;
+                /** @description Recompute every lot from the entries alone and report disagreements (admin only; O(entries)). */
+                audit?: "true" | "false";
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of lots; with `audit=true`, also the recomputation */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["LotPage"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    voidLot: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                entry_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The lot after voiding (unchanged if it had already ended) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Lot"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
