@@ -5,6 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import { timeout } from "hono/timeout";
 import type { Database } from "./db/port.js";
+import { consoleRoutes } from "./console/routes.js";
 import { TallyError } from "./errors.js";
 import { authenticate, type Authenticators } from "./http/auth.js";
 import type { AppEnv } from "./http/env.js";
@@ -30,6 +31,8 @@ export interface AppDependencies {
   stream_limits?: StreamLimits;
   /** Signs cursors; by default with the key kept in the database (src/signing/signing-key.ts). */
   signer?: Signer;
+  /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
+  console_enabled?: boolean;
 }
 
 /** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
@@ -70,6 +73,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
+  if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -52,6 +52,8 @@ export const configSchema = z
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
     // Signs cursors. Unset: a random key created once and kept in the database, shared by every process using it.
     TALLY_SIGNING_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    // The admin console at /console (src/console/).
+    CONSOLE_ENABLED: booleanFlag(true),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -19,21 +19,27 @@ export function authenticate(authenticators: Authenticators): MiddlewareHandler<
   return async (c, next) => {
     const match = BEARER.exec(c.req.header("authorization") ?? "");
     if (!match) throw new TallyError("unauthorized", "send Authorization: Bearer <service key or token>");
-    const token = match[1]!;
-    let principal: Principal | undefined;
-    if (matchesAdminKey(token, authenticators.admin_key)) {
-      principal = { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
-    } else if (looksLikeServiceKey(token)) {
-      const key = await authenticators.service_keys.verify(token);
-      if (key) principal = { kind: "service", key_id: key.key_id, scopes: key.scopes };
-    } else if (authenticators.jwt) {
-      const account_id = await authenticators.jwt.verify(token);
-      if (account_id) principal = { kind: "user", account_id };
-    }
+    const principal = await resolvePrincipal(authenticators, match[1]!);
     if (!principal) throw new TallyError("unauthorized", "the credentials are not valid");
     c.set("principal", principal);
     await next();
   };
+}
+
+/** The principal a bearer token stands for, or undefined; shared by the API and the console's sign-in. */
+export async function resolvePrincipal(authenticators: Authenticators, token: string): Promise<Principal | undefined> {
+  if (matchesAdminKey(token, authenticators.admin_key)) {
+    return { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
+  }
+  if (looksLikeServiceKey(token)) {
+    const key = await authenticators.service_keys.verify(token);
+    return key ? { kind: "service", key_id: key.key_id, scopes: key.scopes } : undefined;
+  }
+  if (authenticators.jwt) {
+    const account_id = await authenticators.jwt.verify(token);
+    return account_id ? { kind: "user", account_id } : undefined;
+  }
+  return undefined;
 }
 
 /** Whether the principal holds `scope` (admin implies every scope; an end user holds only the read scopes). */
