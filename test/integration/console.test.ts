@@ -3,6 +3,9 @@ import { serve, type ServerType } from "@hono/node-server";
 import { SignJWT } from "jose";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.js";
+import { ServiceKeyVerifier } from "../../src/auth/service-keys.js";
+import { createLogger } from "../../src/logger.js";
 import { createHarness, ADMIN_KEY, JWT_AUDIENCE, JWT_SECRET, uniqueId, type Harness } from "../support/harness.js";
 
 /**
@@ -217,6 +220,23 @@ describe("console in a browser", () => {
     await context.close();
   });
 
+  it("marks accounts live on the accounts page as they are depleted and restored", async () => {
+    const prefix = uniqueId("live");
+    const id = await harness.createAccount(`${prefix}_a`);
+    expect((await harness.post("/v1/credits", { account_id: id, type: "grant", amount: "1", idempotency_key: uniqueId("k") })).status).toBe(201);
+    const { context, page } = await signedIn(ADMIN_KEY);
+    await page.goto(`/console/accounts?prefix=${prefix}`);
+    const status = page.locator(`[data-status-for="${id}"]`);
+    expect((await status.innerText()).trim()).toBe("");
+    expect((await harness.post("/v1/debits", { account_id: id, amount: "1", idempotency_key: uniqueId("k") })).status).toBe(201);
+    // A depletion is an observation: a gateway reads the balance at zero (design section 14).
+    expect((await harness.get(`/v1/accounts/${id}`)).body.balance).toBe("0");
+    await expect.poll(() => status.innerText(), { timeout: 15_000 }).toBe("depleted");
+    expect((await harness.post("/v1/credits", { account_id: id, type: "grant", amount: "2", idempotency_key: uniqueId("k") })).status).toBe(201);
+    await expect.poll(() => status.innerText(), { timeout: 15_000 }).toBe("restored");
+    await context.close();
+  });
+
   it("an end-user token gets a read-only view of its own account only", async () => {
     const id = await seededAccount("user");
     const other = await seededAccount("other");
@@ -241,5 +261,17 @@ describe("console without a browser", () => {
     const anonymous = await harness.app.request("/console/accounts");
     expect(anonymous.status).toBe(303);
     expect(anonymous.headers.get("location")).toBe("/console/sign-in");
+
+    const disabled = createApp({
+      database: harness.database,
+      ledger: harness.ledger,
+      logger: createLogger("silent"),
+      signer: harness.signer,
+      authenticators: { service_keys: new ServiceKeyVerifier(harness.database.orm), jwt: undefined, admin_key: ADMIN_KEY },
+      limits: { max_body_bytes: 1024, request_timeout_ms: 10_000, cors_origins: [] },
+      console_enabled: false,
+    });
+    expect((await disabled.request("/console/sign-in")).status).toBe(404);
+    expect((await disabled.request("/console/accounts")).status).toBe(404);
   });
 });
