@@ -12,6 +12,8 @@ import { hotAccount } from "./scenarios/hot-account.js";
 import { ingestBatch } from "./scenarios/ingest-batch.js";
 import { ingestSingle } from "./scenarios/ingest-single.js";
 import { notify } from "./scenarios/notify.js";
+import { holds } from "./scenarios/holds.js";
+import { lots } from "./scenarios/lots.js";
 
 /**
  * `npm run bench [-- [--quick] [--keep] [--profile] [scenario …]]`
@@ -22,7 +24,7 @@ import { notify } from "./scenarios/notify.js";
  * failed: tally did not start, a request errored, or tally's balances drifted. Timing never fails a run.
  */
 
-const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify];
+const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots];
 
 const USAGE = `usage: npm run bench -- [--quick] [--keep] [--profile] [scenario ...]
 

@@ -1,5 +1,4 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
-import { bodyLimit } from "hono/body-limit";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
@@ -8,6 +7,7 @@ import type { Database } from "./db/port.js";
 import { consoleRoutes } from "./console/routes.js";
 import { TallyError } from "./errors.js";
 import { authenticate, type Authenticators } from "./http/auth.js";
+import { bodyCap, strictJsonBody } from "./http/body.js";
 import type { AppEnv } from "./http/env.js";
 import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
@@ -17,7 +17,9 @@ import { correctionRoutes } from "./http/routes/corrections.js";
 import { eventRoutes, type StreamLimits } from "./http/routes/events.js";
 import { healthRoutes } from "./http/routes/health.js";
 import { historyRoutes } from "./http/routes/history.js";
+import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
+import { holdRoutes } from "./http/routes/holds.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 import { databaseSigner, type Signer } from "./signing/signer.js";
@@ -55,16 +57,9 @@ export function createApp(deps: AppDependencies) {
       () => new HTTPException(504, { message: `the request did not finish within ${limits.request_timeout_ms} ms` }),
     ),
   );
-  app.use(
-    "/v1/*",
-    bodyLimit({
-      maxSize: limits.max_body_bytes,
-      onError: () => {
-        throw new TallyError("payload_too_large", `the body must be at most ${limits.max_body_bytes} bytes`);
-      },
-    }),
-  );
+  app.use("/v1/*", bodyCap(limits.max_body_bytes));
   app.use("/v1/*", authenticate(deps.authenticators));
+  app.use("/v1/*", strictJsonBody());
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
   app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
@@ -73,6 +68,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
+  app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

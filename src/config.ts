@@ -52,6 +52,13 @@ export const configSchema = z
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
     // Signs cursors. Unset: a random key created once and kept in the database, shared by every process using it.
     TALLY_SIGNING_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
+    // Group commit of single posts (src/ledger/posting/group-commit.ts): posts waiting per process (beyond it, 503),
+    // rows per grouped INSERT, and how long a post may wait to be written (then 503, unwritten).
+    POSTING_QUEUE_ROWS_MAX: positiveInt(10_000, 1_000_000),
+    POSTING_FLUSH_ROWS_MAX: positiveInt(500, 10_000),
+    POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
+    // How often each process sweeps due credit lots; 0 turns the sweep off (reads still settle their own account).
+    EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(1000),
     // The admin console at /console (src/console/).
     CONSOLE_ENABLED: booleanFlag(true),
   })

@@ -22,6 +22,9 @@ export const ERROR_CATALOGUE = {
   exceeds_original: { status: 409, title: "The refund or reversal exceeds what is left of the original entry" },
   entry_not_refundable: { status: 409, title: "This type of entry cannot be refunded or reversed" },
   nothing_to_adjust: { status: 409, title: "The balance already equals the target" },
+  hold_not_found: { status: 404, title: "The hold does not exist" },
+  hold_not_active: { status: 409, title: "The hold is already closed by a different capture or a release" },
+  too_many_active_holds: { status: 409, title: "The account has as many active holds as it may" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -7,6 +7,8 @@ import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
+import { configureGroupCommit } from "./ledger/posting/group-commit.js";
+import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { createLogger } from "./logger.js";
 import { databaseSigner } from "./signing/signer.js";
 
@@ -49,7 +51,14 @@ async function main(): Promise<void> {
     delta_max: config.CHECKPOINT_DELTA_MAX,
     notify_channel: config.NOTIFY_CHANNEL,
   });
+  configureGroupCommit(ledger, {
+    queue_rows_max: config.POSTING_QUEUE_ROWS_MAX,
+    rows_per_flush_max: config.POSTING_FLUSH_ROWS_MAX,
+    wait_max_ms: config.POSTING_QUEUE_WAIT_MAX_MS,
+  });
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
+  const expirySweep =
+    config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
   const app = createApp({
     database,
     ledger,
@@ -91,6 +100,7 @@ async function main(): Promise<void> {
     ledger.events.hub.shutdown();
     server.close(async () => {
       await maintenance.stop();
+      await expirySweep?.stop();
       await database.close();
       process.exit(0);
     });

@@ -15,7 +15,8 @@ interface Snapshot {
   interrupts_s: number;
   tally_s: number;
   bench_s: number;
-  postgres_s: number;
+  /** CPU seconds per PostgreSQL process, so one that exits or starts inside a window cannot skew the total. */
+  postgres_s: Map<number, number>;
 }
 
 function machineSeconds(): { busy: number; interrupts: number } {
@@ -42,8 +43,8 @@ export function setBenchDatabase(name: string): void {
  * that exits during the window takes its time with it: connections here live for the whole measurement, but the
  * parallel workers of a parallel query do not, so measurements of parallel queries carry no CPU split.
  */
-function postgresSeconds(): number {
-  let total = 0;
+function postgresSeconds(): Map<number, number> {
+  const seconds = new Map<number, number>();
   for (const entry of readdirSync("/proc")) {
     if (!/^[0-9]+$/.test(entry)) continue;
     try {
@@ -58,16 +59,29 @@ function postgresSeconds(): number {
         if (backend && !auxiliary && backend[2] !== benchDatabase) continue;
       }
       const fields = stat.slice(close + 2).split(" ");
-      total += Number(fields[11]) + Number(fields[12]);
+      seconds.set(Number(entry), (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND);
     } catch {
       // gone
     }
   }
-  return total / TICKS_PER_SECOND;
+  return seconds;
 }
 
-function processSeconds(pid: number | undefined): number {
-  if (pid === undefined) return 0;
+/**
+ * PostgreSQL CPU inside a window, counted per process: a process alive at the end contributes what it used since
+ * the start (all of its time if it started inside the window); one that exited inside the window is left out
+ * (its last reading is unknown) instead of subtracting its whole life, which made the total negative.
+ */
+function postgresDelta(start: Map<number, number>, end: Map<number, number>): number {
+  let total = 0;
+  for (const [pid, seconds] of end) total += seconds - (start.get(pid) ?? 0);
+  return total;
+}
+
+function processSeconds(pids: number | readonly number[] | undefined): number {
+  if (pids === undefined) return 0;
+  if (typeof pids !== "number") return pids.reduce((sum, pid) => sum + processSeconds(pid), 0);
+  const pid = pids;
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
@@ -96,7 +110,8 @@ export interface CpuUsage {
 export class CpuMeter {
   private start: Snapshot;
 
-  constructor(private readonly tally_pid?: number) {
+  /** `tally_pid`: the server process (or processes) measured, whose CPU is reported as tally's. */
+  constructor(private readonly tally_pid?: number | readonly number[]) {
     this.start = this.snapshot();
   }
 
@@ -124,7 +139,7 @@ export class CpuMeter {
     const machine = end.machine_busy_s - this.start.machine_busy_s;
     const tally = end.tally_s - this.start.tally_s;
     const bench = end.bench_s - this.start.bench_s;
-    const postgres = end.postgres_s - this.start.postgres_s;
+    const postgres = postgresDelta(this.start.postgres_s, end.postgres_s);
     const interrupts = end.interrupts_s - this.start.interrupts_s;
     return {
       wall_s: Math.round(wall * 100) / 100,

@@ -18,6 +18,11 @@ export interface FillOptions {
   /** Group the rows into this many batches of equal size (all usage); otherwise one purchase of 100 per 1,000 rows keeps the balance positive. */
   batches?: number;
   spread_days?: number;
+  /**
+   * Rows per inserting transaction (default 250,000). Folds end chunks on transaction boundaries, so an account meant
+   * to look as if tally had written it uses 10,000, the largest batch the API accepts.
+   */
+  transaction_rows?: number;
 }
 
 const FILL_SQL = `
@@ -46,8 +51,9 @@ export async function fillMany(sql: postgres.Sql, fills: readonly FillOptions[])
     const batches = options.batches ?? 0;
     if (batches > 0 && options.rows % batches !== 0) throw new Error("rows must be a multiple of batches");
     const started = performance.now();
-    for (let from = 1; from <= options.rows; from += CHUNK_ROWS) {
-      const to = Math.min(options.rows, from + CHUNK_ROWS - 1);
+    const chunkRows = options.transaction_rows ?? CHUNK_ROWS;
+    for (let from = 1; from <= options.rows; from += chunkRows) {
+      const to = Math.min(options.rows, from + chunkRows - 1);
       await sql.unsafe(FILL_SQL, [options.account_id, options.rows, from, to, batches, options.spread_days ?? 30]);
     }
     results.push({

@@ -157,7 +157,7 @@ export type Measured = LoadResult & { cpu: CpuUsage; waits?: Awaited<ReturnType<
  * runLoad, with where the CPU went during the measurement window (see cpu.ts) and, given a connection to sample
  * from, what the database's backends were waiting on (see waits.ts).
  */
-export async function runMeasured(options: LoadOptions & { tally_pid?: number; sample_waits?: postgres.Sql }): Promise<Measured> {
+export async function runMeasured(options: LoadOptions & { tally_pid?: number | readonly number[]; sample_waits?: postgres.Sql }): Promise<Measured> {
   const meter = new CpuMeter(options.tally_pid);
   const sampler = options.sample_waits ? new WaitSampler(options.sample_waits) : undefined;
   let cpu: CpuUsage | undefined;
@@ -174,7 +174,7 @@ export async function runMeasured(options: LoadOptions & { tally_pid?: number; s
 }
 
 export type Side = Omit<LoadOptions, "warmup_ms" | "duration_ms" | "first_sequence" | "keep_samples"> & {
-  tally_pid?: number;
+  tally_pid?: number | readonly number[];
   sample_waits?: postgres.Sql;
 };
 

@@ -203,3 +203,32 @@ export async function startTally(options: TallyOptions): Promise<TallyProcess> {
   record.rss_at_ready_bytes = current;
   return tally;
 }
+
+/** The no-database HTTP ceiling (ceiling-server.ts) as a child process, stopped with the scenario's tally children. */
+export async function startCeiling(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join("bench", "lib", "ceiling-server.ts")], {
+    cwd: REPOSITORY_ROOT,
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: "production" },
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  if (child.pid === undefined) throw new Error("could not spawn the ceiling server");
+  runningChildren.add(child);
+  const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
+  child.on("exit", () => runningChildren.delete(child));
+  const port = await new Promise<number>((resolve, reject) => {
+    let text = "";
+    child.stdout!.on("data", (chunk: Buffer) => {
+      text += chunk.toString("utf8");
+      if (text.includes("\n")) resolve(Number(text.split("\n")[0]));
+    });
+    child.on("exit", () => reject(new Error("the ceiling server exited before it listened")));
+  });
+  return {
+    port,
+    pid: child.pid,
+    async stop() {
+      child.kill("SIGTERM");
+      await exited;
+    },
+  };
+}

@@ -8,6 +8,7 @@ import {
   numeric,
   pgTable,
   primaryKey,
+  smallint,
   text,
   timestamp,
   uniqueIndex,
@@ -26,6 +27,11 @@ const xid8 = customType<{ data: string; driverData: string }>({
   dataType: () => "xid8",
 });
 
+/** A set of transaction ids visible at one moment: xmin, xmax and the ids in progress. */
+const pgSnapshot = customType<{ data: string; driverData: string }>({
+  dataType: () => "pg_snapshot",
+});
+
 export const ENTRY_TYPES = [
   "purchase",
   "grant",
@@ -39,11 +45,13 @@ export const ENTRY_TYPES = [
   "transfer_out",
   "transfer_in",
   "adjustment",
+  // Credit lots (src/ledger/lots/): tally's own debit that ends what remains of an expired or voided lot.
+  "expiration",
 ] as const;
 /** The types POST /v1/credits accepts. Every credit-like type (delta > 0) is in CREDIT_DELTA_TYPES. */
 export const CREDIT_TYPES = ["purchase", "grant", "refund", "bonus"] as const;
 /** Types whose delta is always negative. */
-export const DEBIT_TYPES = ["usage", "removal", "reversal", "transfer_out"] as const;
+export const DEBIT_TYPES = ["usage", "removal", "reversal", "transfer_out", "expiration"] as const;
 /** Types whose delta is always positive. */
 export const CREDIT_DELTA_TYPES = ["purchase", "grant", "refund", "bonus", "transfer_in"] as const;
 /** Types whose delta may have either sign (the amount is still positive): read the delta, not the type. */
@@ -89,6 +97,14 @@ export const entries = pgTable(
     originalEntryId: uuid("original_entry_id"),
     counterpartEntryId: uuid("counterpart_entry_id"),
     transferId: uuid("transfer_id"),
+    // The hold a capture closed (src/ledger/holds/); null for every other entry.
+    holdId: uuid("hold_id"),
+    // Credit lots (src/ledger/lots/): a credit's consumption priority (null means the default, 50) and expiry.
+    priority: smallint("priority"),
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "string" }),
+    // An expiration names the lot it ends, and the snapshot that decided which debits came before it.
+    lotId: uuid("lot_id"),
+    cutSnapshot: pgSnapshot("cut_snapshot"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -106,12 +122,17 @@ export const entries = pgTable(
       .where(sql`${table.batchId} IS NOT NULL`),
     check(
       "entries_type_known",
-      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'reversal', 'transfer_out', 'transfer_in', 'adjustment')`,
+      sql`${table.type} IN ('purchase', 'grant', 'refund', 'bonus', 'usage', 'removal', 'reversal', 'transfer_out', 'transfer_in', 'adjustment', 'expiration')`,
     ),
     check("entries_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(
       "entries_delta_sign",
-      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'reversal', 'transfer_out') THEN -${table.amount} WHEN ${table.type} = 'adjustment' AND ${table.delta} < 0 THEN -${table.amount} ELSE ${table.amount} END`,
+      sql`${table.delta} = CASE WHEN ${table.type} IN ('usage', 'removal', 'reversal', 'transfer_out', 'expiration') THEN -${table.amount} WHEN ${table.type} = 'adjustment' AND ${table.delta} < 0 THEN -${table.amount} ELSE ${table.amount} END`,
+    ),
+    check("entries_priority_range", sql`${table.priority} BETWEEN 0 AND 100`),
+    check(
+      "entries_expiration_names_lot",
+      sql`(${table.type} = 'expiration') = (${table.lotId} IS NOT NULL AND ${table.cutSnapshot} IS NOT NULL)`,
     ),
     // A link only where it means something: an original on refunds and reversals, both transfer links on both legs.
     check(
@@ -150,12 +171,7 @@ export const apiKeys = pgTable(
   (table) => [check("api_keys_id_format", sql`${table.id} ~ '^[0-9a-f]{16}$'`)],
 );
 
-/** A set of transaction ids visible at one moment: xmin, xmax and the ids in progress. */
-const pgSnapshot = customType<{ data: string; driverData: string }>({
-  dataType: () => "pg_snapshot",
-});
-
-export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted"] as const;
+export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted", "credits_expired"] as const;
 export type BalanceEventType = (typeof BALANCE_EVENT_TYPES)[number];
 
 /**
@@ -169,6 +185,13 @@ export const balanceWatches = pgTable("balance_watches", {
   evaluatedSnapshot: pgSnapshot("evaluated_snapshot").notNull(),
   depletedSince: timestamp("depleted_since", { withTimezone: true, mode: "string" }),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+  /**
+   * The credits since `evaluated_snapshot` already summed, in bounded chunks, by an evaluation that had many rows
+   * to read: the positive deltas of the rows with xid below `credits_boundary` not visible in the snapshot. Null
+   * boundary (and 0): nothing summed yet, the next evaluation starts at the snapshot's xmin (ledger/events/crossings.ts).
+   */
+  creditsBoundary: xid8("credits_boundary"),
+  creditsPending: numeric("credits_pending").notNull().default("0"),
 });
 
 /**
@@ -183,12 +206,18 @@ export const balanceEvents = pgTable(
     type: text("type", { enum: BALANCE_EVENT_TYPES }).notNull(),
     balance: numeric("balance").notNull(),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
+    // credits_expired only: the lot that expired and the amount that left the balance.
+    lotId: uuid("lot_id"),
+    amount: numeric("amount"),
   },
   (table) => [
     primaryKey({ name: "balance_events_pkey", columns: [table.accountId, table.id] }),
     index("balance_events_id").on(table.id),
     index("balance_events_created_at").on(table.createdAt),
-    check("balance_events_type_known", sql`${table.type} IN ('balance_restored', 'balance_depleted')`),
+    check(
+      "balance_events_type_known",
+      sql`${table.type} IN ('balance_restored', 'balance_depleted', 'credits_expired')`,
+    ),
   ],
 );
 
@@ -234,3 +263,6 @@ export const serverSecrets = pgTable("server_secrets", {
   secret: text("secret").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
 });
+
+export * from "./holds-schema.js";
+export * from "./lots-schema.js";

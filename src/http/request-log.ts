@@ -7,6 +7,8 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const started = performance.now();
     await next();
+    // At a level above info the line is dropped anyway: skip building it (the hot routes run this per request).
+    if (!logger.isLevelEnabled("info")) return;
     const principal = c.get("principal") as AppEnv["Variables"]["principal"] | undefined;
     logger.info(
       {

@@ -11,6 +11,9 @@ export const LIMITS = {
   cursor_length_max: 512,
   page_size_max: 500,
   page_size_default: 50,
+  /** Levels of objects and arrays in metadata, the metadata object itself being the first. */
+  metadata_depth_max: 16,
+  metadata_key_length_max: 128,
 } as const;
 
 export const AccountIdSchema = z
@@ -58,7 +61,7 @@ function storableText(value: string): boolean {
 }
 const STORABLE_TEXT_MESSAGE = "must not contain U+0000 or unpaired surrogates";
 
-/** Every key and string value, at any depth, is storable text. Depth is already bounded by the byte limit. */
+/** Every key and string value, at any depth, is storable text. Run only on values whose depth was checked. */
 function storableJson(value: unknown): boolean {
   if (typeof value === "string") return storableText(value);
   if (Array.isArray(value)) return value.every(storableJson);
@@ -73,16 +76,54 @@ export const DescriptionSchema = z
   .max(LIMITS.description_length_max)
   .refine(storableText, STORABLE_TEXT_MESSAGE);
 
+/** Whether `value` has more than `limit` levels of objects and arrays; stops descending as soon as it does. */
+function depthExceeds(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== "object") return false;
+  if (limit === 0) return true;
+  const inner = Array.isArray(value) ? value : Object.values(value);
+  return inner.some((item) => depthExceeds(item, limit - 1));
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === "object" && value !== null && !Array.isArray(value);
+}
+
+/**
+ * Checked on the object as the client sent it, not on a copy: zod's record would copy it and drop a `__proto__`
+ * key, and a ledger stores what it was sent (the key is data, and part of the request hash). The OpenAPI entry
+ * states every rule the refinement enforces.
+ */
 export const MetadataSchema = z
-  .record(z.string().max(128), z.unknown())
-  .refine((value) => Object.keys(value).length <= LIMITS.metadata_keys_max, {
-    message: `must have at most ${LIMITS.metadata_keys_max} keys`,
+  .custom<Record<string, unknown>>(isPlainObject, { message: "must be a JSON object" })
+  .superRefine((value, context) => {
+    const keys = Object.keys(value);
+    if (keys.length > LIMITS.metadata_keys_max) {
+      context.addIssue({ code: "custom", message: `must have at most ${LIMITS.metadata_keys_max} keys` });
+    }
+    if (keys.some((key) => key.length > LIMITS.metadata_key_length_max)) {
+      context.addIssue({ code: "custom", message: `keys must be at most ${LIMITS.metadata_key_length_max} characters` });
+    }
+    // Depth first: every later check recurses, and JSON.stringify would overflow the stack on a deep enough value.
+    if (depthExceeds(value, LIMITS.metadata_depth_max)) {
+      context.addIssue({ code: "custom", message: `must be nested at most ${LIMITS.metadata_depth_max} levels deep` });
+      return;
+    }
+    if (Buffer.byteLength(JSON.stringify(value)) > LIMITS.metadata_bytes_max) {
+      context.addIssue({ code: "custom", message: `must serialize to at most ${LIMITS.metadata_bytes_max} bytes of JSON` });
+    }
+    if (!storableJson(value)) context.addIssue({ code: "custom", message: STORABLE_TEXT_MESSAGE });
   })
-  .refine((value) => Buffer.byteLength(JSON.stringify(value)) <= LIMITS.metadata_bytes_max, {
-    message: `must serialize to at most ${LIMITS.metadata_bytes_max} bytes of JSON`,
-  })
-  .refine(storableJson, { message: STORABLE_TEXT_MESSAGE })
-  .openapi({ description: "Free-form JSON object, at most 4096 bytes.", example: { model: "gpt-x", tokens: 812 } });
+  .openapi({
+    type: "object",
+    additionalProperties: {},
+    maxProperties: LIMITS.metadata_keys_max,
+    description:
+      `Free-form JSON object, stored exactly as sent (every key, \`__proto__\` included): at most ${LIMITS.metadata_keys_max} keys of at most ` +
+      `${LIMITS.metadata_key_length_max} characters, at most ${LIMITS.metadata_bytes_max} bytes of JSON, nested at most ${LIMITS.metadata_depth_max} ` +
+      "levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice " +
+      "in one object or a whole number beyond ±(2^53 − 1) is refused.",
+    example: { model: "gpt-x", tokens: 812 },
+  });
 
 export const EntryTypeSchema = z.enum(ENTRY_TYPES);
 export const CreditTypeSchema = z.enum(CREDIT_TYPES);
@@ -102,6 +143,10 @@ export const EntrySchema = z
     original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
     counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
     transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer both legs belong to." }),
+    hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
+    priority: z.number().int().optional().openapi({ description: "A credit's lot priority, when it was given one." }),
+    expires_at: z.iso.datetime().optional().openapi({ description: "A credit's expiry, when it has one." }),
+    lot_id: z.uuid().optional().openapi({ description: "An expiration's lot: the id of the credit entry it ended." }),
   })
   .openapi("Entry");
 
@@ -113,10 +158,31 @@ export const AccountSchema = z
   })
   .openapi("Account");
 
-export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string() }).openapi("AccountWithBalance");
+/** The balance less the account's active, unexpired holds; it may be negative (usage is never refused). */
+export const AvailableSchema = z.string().openapi({
+  description: "The balance less the account's active holds. Holds never change the balance itself.",
+  example: "10.5",
+});
+
+export const AccountWithBalanceSchema = AccountSchema.extend({ balance: z.string(), available: AvailableSchema }).openapi(
+  "AccountWithBalance",
+);
+
+export const ExpiringNextSchema = z
+  .object({
+    expires_at: z.iso.datetime(),
+    amount: z.string().openapi({ description: "What remains, now, of the lots that expire at expires_at." }),
+  })
+  .nullable()
+  .openapi("ExpiringNext", { description: "The earliest future expiry of the account's credit lots (null if none)." });
 
 export const BalanceSchema = z
-  .object({ account_id: z.string(), balance: z.string().openapi({ example: "12.5" }) })
+  .object({
+    account_id: z.string(),
+    balance: z.string().openapi({ example: "12.5" }),
+    available: AvailableSchema,
+    expiring_next: ExpiringNextSchema,
+  })
   .openapi("Balance");
 
 export const AccountIdParamsSchema = z.object({
@@ -139,3 +205,20 @@ export const PageQuerySchema = z.strictObject({
 });
 
 export const REPLAYED_HEADER = "Idempotent-Replayed";
+
+/** RFC 3339: a date, a time with seconds, an optional fraction, and a zone (Z or an offset). */
+const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+
+/** A lot's expiry (src/ledger/lots/); that it lies in the future is checked against the ledger's clock. */
+export const ExpiresAtSchema = z
+  .string()
+  .max(40)
+  .refine((value) => RFC_3339.test(value) && !Number.isNaN(Date.parse(value)), "must be an RFC 3339 date-time, e.g. 2027-01-31T00:00:00Z")
+  .openapi({ description: "When the lot's remaining amount expires (RFC 3339, in the future). Stored to the millisecond.", example: "2027-01-31T00:00:00Z" });
+
+export const LotPrioritySchema = z
+  .number()
+  .int()
+  .min(0)
+  .max(100)
+  .openapi({ description: "Consumption priority, 0-100; lower is consumed first. Default 50.", example: 10 });

@@ -110,7 +110,7 @@ describe("signed cursors", () => {
 
   it("expires cursors after 24 hours, by the injected clock", async () => {
     let now = Date.parse("2026-12-01T00:00:00Z");
-    const clocked = createHarness({ pool_max: 2, now: () => now });
+    const clocked = createHarness({ pool_max: 2, now: () => new Date(now) });
     extra.push(clocked);
     const { paths, cursors } = await listings(clocked);
     const issued = now;

@@ -808,16 +808,16 @@ describe("stats", () => {
   }
 
   // Refunds are reported on their own line, apart from earnings; corrections (tested in corrections.test.ts) too.
-  const LINES: Record<string, string> = { usage: "spent", removal: "spent", purchase: "earned", grant: "earned", bonus: "earned", refund: "refunded" };
+  const LINES: Record<string, string> = { usage: "spent", removal: "spent", purchase: "earned", grant: "earned", bonus: "earned", refund: "refunded", expiration: "expired" };
   function totalsOf(rows: LedgerRow[]) {
-    const sums: Record<string, bigint> = { spent: 0n, earned: 0n, refunded: 0n, reversed: 0n, transferred_in: 0n, transferred_out: 0n, adjusted: 0n };
+    const sums: Record<string, bigint> = { spent: 0n, earned: 0n, refunded: 0n, reversed: 0n, transferred_in: 0n, transferred_out: 0n, adjusted: 0n, expired: 0n };
     let net = 0n;
     for (const row of rows) {
       sums[LINES[row.type]!]! += numericToNanos(row.amount);
       net += numericToNanos(row.delta);
     }
     const text = Object.fromEntries(Object.entries(sums).map(([line, sum]) => [line, formatNanos(sum)]));
-    return { spent: text.spent, earned: text.earned, net: formatNanos(net), count: rows.length, refunded: text.refunded, reversed: text.reversed, transferred_in: text.transferred_in, transferred_out: text.transferred_out, adjusted: text.adjusted };
+    return { spent: text.spent, earned: text.earned, net: formatNanos(net), count: rows.length, refunded: text.refunded, reversed: text.reversed, transferred_in: text.transferred_in, transferred_out: text.transferred_out, adjusted: text.adjusted, expired: text.expired };
   }
 
   /** The expected stats over [from, to): dense buckets from the bucket holding `from` to the one holding `to` - 1µs. */
@@ -924,6 +924,7 @@ describe("stats", () => {
       transferred_in: "0",
       transferred_out: "0",
       adjusted: "0",
+      expired: "0",
       by_type: {
         refund: { amount: "2", count: 1 },
         purchase: { amount: "3", count: 1 },

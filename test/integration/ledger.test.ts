@@ -221,7 +221,7 @@ describe("bulk balances: POST /v1/balances/query", () => {
     expect(truth.size).toBe(withEntries.length);
     const expected = requested
       .filter((id) => !unknown.includes(id))
-      .map((account_id) => ({ account_id, balance: truth.get(account_id) ?? "0" }));
+      .map((account_id) => ({ account_id, balance: truth.get(account_id) ?? "0", available: truth.get(account_id) ?? "0" }));
     expect(response.body.balances).toEqual(expected);
     expect([...response.body.not_found].sort()).toEqual([...unknown].sort());
     expect(truth.get(withEntries[1]!)).toBe("0.249999993");
@@ -244,12 +244,13 @@ describe("POST /v1/balances/check", () => {
       expectStatus(response, 200);
       return response.body;
     };
-    expect(await check("9.999999999")).toEqual({ account_id: account, balance: "10", amount: "9.999999999", sufficient: true, deficit: "0" });
-    expect(await check("10.000")).toEqual({ account_id: account, balance: "10", amount: "10", sufficient: true, deficit: "0" });
-    expect(await check("10.000000001")).toEqual({ account_id: account, balance: "10", amount: "10.000000001", sufficient: false, deficit: "0.000000001" });
+    expect(await check("9.999999999")).toEqual({ account_id: account, balance: "10", available: "10", amount: "9.999999999", sufficient: true, deficit: "0" });
+    expect(await check("10.000")).toEqual({ account_id: account, balance: "10", available: "10", amount: "10", sufficient: true, deficit: "0" });
+    expect(await check("10.000000001")).toEqual({ account_id: account, balance: "10", available: "10", amount: "10.000000001", sufficient: false, deficit: "0.000000001" });
     expect(await check("1000000000000000")).toEqual({
       account_id: account,
       balance: "10",
+      available: "10",
       amount: "1000000000000000",
       sufficient: false,
       deficit: "999999999999990",
@@ -263,7 +264,7 @@ describe("POST /v1/balances/check", () => {
     expect(await apiBalance(harness, account)).toBe("-0.5");
     const response = await harness.post("/v1/balances/check", { account_id: account, amount: "1.50" });
     expectStatus(response, 200);
-    expect(response.body).toEqual({ account_id: account, balance: "-0.5", amount: "1.5", sufficient: false, deficit: "2" });
+    expect(response.body).toEqual({ account_id: account, balance: "-0.5", available: "-0.5", amount: "1.5", sufficient: false, deficit: "2" });
     await refreshCheckpoint(harness.database, account);
     expect(await apiBalance(harness, account)).toBe("-0.5");
     expect(await groundTruth(harness, account)).toBe("-0.5");
@@ -299,7 +300,7 @@ describe("accounts", () => {
     const [stored] = await harness.database.query<{ metadata: Record<string, unknown> }>("SELECT metadata FROM accounts WHERE id = $1", [id]);
     expect(stored!.metadata).toEqual({ plan: "pro", seats: 3 });
     const read = await harness.get(`/v1/accounts/${id}`);
-    expect(read.body).toEqual({ ...first.body, balance: "0" });
+    expect(read.body).toEqual({ ...first.body, balance: "0", available: "0" });
   });
 });
 

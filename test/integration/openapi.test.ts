@@ -27,6 +27,13 @@ const PATHS = [
   "/v1/entries/{entry_id}/refund",
   "/v1/transfers",
   "/v1/accounts/{id}/adjustments",
+  "/v1/holds",
+  "/v1/holds/{id}",
+  "/v1/holds/{id}/capture",
+  "/v1/holds/{id}/release",
+  "/v1/accounts/{id}/holds",
+  "/v1/accounts/{id}/lots",
+  "/v1/credits/{entry_id}/expire",
 ];
 const METHODS = ["get", "put", "post", "delete", "patch", "head", "options", "trace"];
 const PROBLEM = "application/problem+json";
@@ -87,6 +94,9 @@ describe("GET /openapi.json", () => {
         "get /v1/me", "post /v1/me", "get /v1/events", "get /v1/accounts/{id}/entries", "get /v1/me/entries",
         "get /v1/entries", "get /v1/entries/{entry_id}", "get /v1/accounts/{id}/stats", "get /health", "get /ready",
         "post /v1/entries/{entry_id}/refund", "post /v1/transfers", "post /v1/accounts/{id}/adjustments",
+        "post /v1/holds", "get /v1/holds/{id}", "post /v1/holds/{id}/capture", "post /v1/holds/{id}/release",
+        "get /v1/accounts/{id}/holds",
+        "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
       ]),
     );
   });
@@ -105,7 +115,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(21);
+    expect(v1().length).toBe(28);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -174,7 +184,7 @@ describe("GET /openapi.json", () => {
     expect(withBody.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(
       [
         "post /v1/accounts", "post /v1/accounts/{id}/adjustments", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits",
-        "post /v1/debits", "post /v1/entries/{entry_id}/refund", "post /v1/me", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
+        "post /v1/debits", "post /v1/entries/{entry_id}/refund", "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/me", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
       ],
     );
     const missing: string[] = [];

@@ -17,7 +17,7 @@ describe("posting and reading a balance", () => {
     });
     expect(batch.body).toEqual({ inserted: 2, replayed: 0 });
     const balance = await harness.get(`/v1/balances/${account}`);
-    expect(balance.body).toEqual({ account_id: account, balance: "7.499999594" });
+    expect(balance.body).toEqual({ account_id: account, balance: "7.499999594", available: "7.499999594", expiring_next: null });
   });
 
   it("posting to an unknown account is 404 account_not_found", async () => {

@@ -6,7 +6,7 @@ import { createServiceKey, ServiceKeyVerifier } from "../../src/auth/service-key
 import type { Scope } from "../../src/auth/scopes.js";
 import type { Database } from "../../src/db/port.js";
 import { connectPostgres } from "../../src/db/postgres.js";
-import { createLedgerContext, type LedgerContext } from "../../src/ledger/core/context.js";
+import { createLedgerContext, type Clock, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
 import { databaseSigner, type Signer } from "../../src/signing/signer.js";
 
@@ -51,8 +51,9 @@ export function createHarness(
     pool_max?: number;
     random?: () => number;
     max_body_bytes?: number;
-    /** The clock cursors expire by (epoch milliseconds). */
-    now?: () => number;
+    /** The clock: cursors expire by it, holds and lots are judged by it (a bare `now` or a Clock). */
+    now?: () => Date;
+    clock?: Clock;
     /** An operator-supplied signing key (TALLY_SIGNING_KEY); by default the key kept in the database. */
     signing_key?: string;
   } = {},
@@ -66,8 +67,13 @@ export function createHarness(
     refresh_every: options.refresh_every ?? 1000,
     delta_max: options.delta_max ?? 5000,
     random: options.random,
+    now: options.now,
+    clock: options.clock,
   });
-  const signer = databaseSigner(database, { configured_key: options.signing_key, now: options.now });
+  const signer = databaseSigner(database, {
+    configured_key: options.signing_key,
+    now: options.now === undefined && options.clock === undefined ? undefined : () => ledger.clock.now().getTime(),
+  });
   const app = createApp({
     database,
     ledger,
@@ -120,4 +126,21 @@ export function createHarness(
     },
     close: () => database.close(),
   };
+}
+
+/** A clock tests move by hand: time-dependent behaviour is tested without sleeping. */
+export class TestClock implements Clock {
+  private current: number;
+  constructor(start: Date = new Date()) {
+    this.current = start.getTime();
+  }
+  now(): Date {
+    return new Date(this.current);
+  }
+  set(time: Date): void {
+    this.current = time.getTime();
+  }
+  advance(milliseconds: number): void {
+    this.current += milliseconds;
+  }
 }

@@ -9,6 +9,8 @@ export class SseReader {
   private buffer = "";
   private readonly reader: ReadableStreamDefaultReader<Uint8Array>;
   private readonly decoder = new TextDecoder();
+  /** A read still in flight after a timeout: the next call awaits it, so the chunk it brings is never dropped. */
+  private pendingRead: ReturnType<ReadableStreamDefaultReader<Uint8Array>["read"]> | undefined;
   readonly comments: string[] = [];
   /** As a browser's EventSource keeps it: the last `id:` seen, including id-only messages. */
   lastEventId: string | undefined;
@@ -53,12 +55,14 @@ export class SseReader {
       const remaining = deadline - Date.now();
       if (remaining <= 0) return undefined;
       let timer: NodeJS.Timeout | undefined;
+      this.pendingRead ??= this.reader.read();
       const chunk = await Promise.race([
-        this.reader.read(),
+        this.pendingRead,
         new Promise<"timeout">((resolve) => (timer = setTimeout(() => resolve("timeout"), remaining))),
       ]);
       clearTimeout(timer);
       if (chunk === "timeout") return undefined;
+      this.pendingRead = undefined;
       if (chunk.done) return undefined;
       this.buffer += this.decoder.decode(chunk.value, { stream: true });
     }

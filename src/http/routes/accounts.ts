@@ -1,6 +1,7 @@
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { createRoute, z } from "@hono/zod-openapi";
 import { createAccount, getAccount, listAccounts } from "../../ledger/core/accounts.js";
-import { getBalance } from "../../ledger/balances/balances.js";
+import { getBalanceAndAvailable } from "../../ledger/balances/balances.js";
 import { formatNanos } from "../../ledger/core/amount.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
 import type { Signer } from "../../signing/signer.js";
@@ -113,7 +114,12 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       }),
       async (c) => {
         const account_id = ownAccountId(c);
-        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+        const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json(
+          { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
+          200,
+        );
       },
     )
     .openapi(

@@ -1,12 +1,18 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { formatNanos } from "../../ledger/core/amount.js";
-import { BULK_BALANCE_ACCOUNTS_MAX, checkBalance, getBalance, getBalances } from "../../ledger/balances/balances.js";
+import {
+  BULK_BALANCE_ACCOUNTS_MAX,
+  checkBalance,
+  getBalanceAndAvailable,
+  getBalances,
+} from "../../ledger/balances/balances.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
+import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
-import { AccountIdSchema, AmountSchema, BalanceSchema, amountNanos } from "../schemas.js";
+import { AccountIdSchema, AmountSchema, AvailableSchema, BalanceSchema, amountNanos } from "../schemas.js";
 
 
 const BulkQuerySchema = z.strictObject({
@@ -23,9 +29,10 @@ const CheckResultSchema = z
   .object({
     account_id: z.string(),
     balance: z.string(),
+    available: AvailableSchema,
     amount: z.string(),
-    sufficient: z.boolean(),
-    deficit: z.string().openapi({ description: "How much is missing; \"0\" when sufficient." }),
+    sufficient: z.boolean().openapi({ description: "Whether `available` (not the balance) covers the amount." }),
+    deficit: z.string().openapi({ description: "How much `available` lacks; \"0\" when sufficient." }),
   })
   .openapi("BalanceCheck");
 
@@ -49,7 +56,12 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_id } = c.req.valid("param");
         authorizeAccounts(c, [account_id]);
-        return c.json({ account_id, balance: formatNanos(await getBalance(ledger, account_id)) }, 200);
+        const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
+        const expiring = await expiringNext(ledger, [account_id]);
+        return c.json(
+          { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
+          200,
+        );
       },
     )
     .openapi(
@@ -69,11 +81,17 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_ids } = c.req.valid("json");
         authorizeAccounts(c, account_ids);
-        const { balances, missing } = await getBalances(ledger, account_ids);
+        const { balances, available, missing } = await getBalances(ledger, account_ids);
         const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
+        const expiring = await expiringNext(ledger, ordered);
         return c.json(
           {
-            balances: ordered.map((account_id) => ({ account_id, balance: formatNanos(balances.get(account_id)!) })),
+            balances: ordered.map((account_id) => ({
+              account_id,
+              balance: formatNanos(balances.get(account_id)!),
+              available: formatNanos(available.get(account_id)!),
+              expiring_next: expiring.get(account_id) ?? null,
+            })),
             not_found: missing,
           },
           200,

@@ -124,6 +124,7 @@ const HistoryItemSchema = z
     original_entry_id: z.uuid().optional().openapi({ description: "Refunds and reversals only: the entry corrected." }),
     counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
     transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer." }),
+    hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
   })
   .openapi("HistoryItem");
 

@@ -6,6 +6,7 @@ import { postCredit } from "../../ledger/posting/credits.js";
 import { postDebit } from "../../ledger/posting/debits.js";
 import type { EntryRequest } from "../../ledger/core/entry.js";
 import { postEntry, type PostResult } from "../../ledger/posting/posting.js";
+import { postLotCredit } from "../../ledger/lots/lot-credits.js";
 import type { EntryType } from "../../db/schema.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
@@ -18,6 +19,8 @@ import {
   CreditTypeSchema,
   DescriptionSchema,
   EntrySchema,
+  ExpiresAtSchema,
+  LotPrioritySchema,
   IdempotencyKeySchema,
   MetadataSchema,
   REPLAYED_HEADER,
@@ -43,7 +46,9 @@ const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() })
 const UsageBatchSchema = z
   .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
   .openapi("UsageBatchRequest");
-const CreditSchema = z.strictObject({ ...common, type: CreditTypeSchema }).openapi("CreditRequest");
+const CreditSchema = z
+  .strictObject({ ...common, type: CreditTypeSchema, expires_at: ExpiresAtSchema.optional(), priority: LotPrioritySchema.optional() })
+  .openapi("CreditRequest");
 const DebitSchema = z
   .strictObject({
     ...common,
@@ -142,7 +147,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/credits",
-        summary: "Post a credit: purchase, grant, refund or bonus",
+        summary: "Post a credit: purchase, grant, refund or bonus; every credit is a lot, optionally expiring and prioritised",
         tags: ["postings"],
         security: BEARER_SECURITY,
         middleware: [requireScope("credits:write")] as const,
@@ -152,7 +157,15 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const body = c.req.valid("json");
         authorizeAccounts(c, [body.account_id]);
-        return respond(c, await postCredit(ledger, toRequest(body.type, body)));
+        if (body.expires_at === undefined && body.priority === undefined) {
+          return respond(c, await postCredit(ledger, toRequest(body.type, body)));
+        }
+        const request = {
+          ...toRequest(body.type, body),
+          priority: body.priority ?? null,
+          expires_at: body.expires_at === undefined ? null : new Date(body.expires_at).toISOString(),
+        };
+        return respond(c, await postLotCredit(ledger, request));
       },
     )
     .openapi(

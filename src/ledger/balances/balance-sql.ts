@@ -14,3 +14,22 @@ LEFT JOIN LATERAL (
     AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
 ) AS delta ON true`;
 export const CHECKPOINT_BALANCE = "(COALESCE(checkpoint.balance, 0) + COALESCE(delta.total, 0))";
+
+/**
+ * CHECKPOINT_JOINS with the delta read capped at `row_limit` rows (an SQL expression; NULL means no cap). When
+ * `delta.row_count` reaches the cap the total is partial and must not be used: the caller folds the delta into the
+ * checkpoint in bounded chunks first (refreshCheckpoint) and reads again. For a fold that must never run unbounded
+ * (a crossing evaluation) on an account whose checkpoint has fallen far behind.
+ */
+export function checkpointJoinsCapped(row_limit: string): string {
+  return `
+LEFT JOIN balance_checkpoints AS checkpoint ON checkpoint.account_id = requested.account_id
+LEFT JOIN LATERAL (
+  SELECT SUM(capped.delta) AS total, COUNT(*) AS row_count FROM (
+    SELECT entry.delta FROM entries AS entry
+    WHERE entry.account_id = requested.account_id
+      AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
+    LIMIT ${row_limit}
+  ) AS capped
+) AS delta ON true`;
+}

@@ -5,6 +5,8 @@ import { formatNanos, numericToNanos } from "../core/amount.js";
 import { refreshQuietly } from "./checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { observeAtOrBelowZero } from "../events/crossings.js";
+import { HELD_TOTAL, activeHoldsJoin } from "../holds/held-sql.js";
+import { settleDueLots } from "../lots/settle.js";
 
 /** The most accounts one bulk balance query may ask for. */
 export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
@@ -18,16 +20,19 @@ const BALANCES_SQL = `
 SELECT requested.account_id,
        account.id IS NOT NULL AS account_exists,
        ${CHECKPOINT_BALANCE}::text AS balance,
-       delta.row_count::text AS delta_rows
+       delta.row_count::text AS delta_rows,
+       ${HELD_TOTAL}::text AS held
 FROM unnest($1::text[]) AS requested(account_id)
 LEFT JOIN accounts AS account ON account.id = requested.account_id
-${CHECKPOINT_JOINS}`;
+${CHECKPOINT_JOINS}
+${activeHoldsJoin("$2")}`;
 
 interface BalanceRow {
   account_id: string;
   account_exists: boolean;
   balance: string;
   delta_rows: string;
+  held: string;
 }
 
 export interface AccountBalance {
@@ -35,17 +40,27 @@ export interface AccountBalance {
   balance: string;
 }
 
-/** Reads balances without refreshing anything; usable inside a transaction (strict debits use it). */
+/**
+ * Reads balances without refreshing anything; usable inside a transaction (strict debits use it). `held_nanos` is
+ * the total of the active holds unexpired at `now` (the ledger clock's time), read in the same statement.
+ */
 export async function readBalances(
   database: Queryable,
   account_ids: readonly string[],
-): Promise<{ found: Map<string, { nanos: bigint; delta_rows: number }>; missing: string[] }> {
-  const rows = await database.query<BalanceRow>(BALANCES_SQL, [[...new Set(account_ids)]]);
-  const found = new Map<string, { nanos: bigint; delta_rows: number }>();
+  now: Date = new Date(),
+): Promise<{ found: Map<string, { nanos: bigint; delta_rows: number; held_nanos: bigint }>; missing: string[] }> {
+  const rows = await database.query<BalanceRow>(BALANCES_SQL, [[...new Set(account_ids)], now.toISOString()]);
+  const found = new Map<string, { nanos: bigint; delta_rows: number; held_nanos: bigint }>();
   const missing: string[] = [];
   for (const row of rows) {
     if (!row.account_exists) missing.push(row.account_id);
-    else found.set(row.account_id, { nanos: numericToNanos(row.balance), delta_rows: Number(row.delta_rows) });
+    else {
+      found.set(row.account_id, {
+        nanos: numericToNanos(row.balance),
+        delta_rows: Number(row.delta_rows),
+        held_nanos: numericToNanos(row.held),
+      });
+    }
   }
   return { found, missing };
 }
@@ -61,8 +76,10 @@ export async function getBalances(
   context: LedgerContext,
   account_ids: readonly string[],
   options: { observe: boolean } = { observe: true },
-): Promise<{ balances: Map<string, bigint>; missing: string[] }> {
-  const { found, missing } = await readBalances(context.database, account_ids);
+): Promise<{ balances: Map<string, bigint>; available: Map<string, bigint>; missing: string[] }> {
+  // Lots due at the clock's now expire first, so the read never includes expired credit (src/ledger/lots/).
+  await settleDueLots(context, account_ids);
+  const { found, missing } = await readBalances(context.database, account_ids, context.now());
   const overgrown = [...found].filter(([, balance]) => balance.delta_rows > context.checkpoint_policy.delta_max);
   if (overgrown.length > 0) await refreshQuietly(context, overgrown.map(([id]) => id));
   for (const id of found.keys()) context.known_accounts.remember(id);
@@ -72,35 +89,52 @@ export async function getBalances(
       [...found].filter(([, balance]) => balance.nanos <= 0n).map(([id]) => id),
     );
   }
-  return { balances: new Map([...found].map(([id, balance]) => [id, balance.nanos])), missing };
+  return {
+    balances: new Map([...found].map(([id, balance]) => [id, balance.nanos])),
+    // Events stay about the balance; `available` only informs the answer (holds never change a balance).
+    available: new Map([...found].map(([id, balance]) => [id, balance.nanos - balance.held_nanos])),
+    missing,
+  };
 }
 
 export async function getBalance(context: LedgerContext, account_id: string): Promise<bigint> {
-  const { balances } = await getBalances(context, [account_id]);
+  return (await getBalanceAndAvailable(context, account_id)).balance;
+}
+
+export async function getBalanceAndAvailable(
+  context: LedgerContext,
+  account_id: string,
+): Promise<{ balance: bigint; available: bigint }> {
+  const { balances, available } = await getBalances(context, [account_id]);
   const balance = balances.get(account_id);
   if (balance === undefined) throw new TallyError("account_not_found", `account ${account_id} does not exist`);
-  return balance;
+  return { balance, available: available.get(account_id)! };
 }
 
 export interface BalanceCheck {
   account_id: string;
   balance: string;
+  available: string;
   amount: string;
   sufficient: boolean;
   deficit: string;
 }
 
-/** Would a debit of `amount_nanos` fit? Advisory only: nothing is reserved. */
+/**
+ * Would a debit (or a hold) of `amount_nanos` fit? Judged on `available`, the balance less active holds, because
+ * credit already reserved for calls in flight is not there to spend. Advisory only: nothing is reserved.
+ */
 export async function checkBalance(
   context: LedgerContext,
   account_id: string,
   amount_nanos: bigint,
 ): Promise<BalanceCheck> {
-  const balance = await getBalance(context, account_id);
-  const deficit = amount_nanos > balance ? amount_nanos - balance : 0n;
+  const { balance, available } = await getBalanceAndAvailable(context, account_id);
+  const deficit = amount_nanos > available ? amount_nanos - available : 0n;
   return {
     account_id,
     balance: formatNanos(balance),
+    available: formatNanos(available),
     amount: formatNanos(amount_nanos),
     sufficient: deficit === 0n,
     deficit: formatNanos(deficit),

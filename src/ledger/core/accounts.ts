@@ -13,6 +13,7 @@ export interface Account {
 
 export interface AccountWithBalance extends Account {
   balance: string;
+  available: string;
 }
 
 type AccountRow = typeof accounts.$inferSelect;
@@ -46,8 +47,12 @@ export async function createAccount(
 export async function getAccount(context: LedgerContext, id: string): Promise<AccountWithBalance> {
   const [row] = await context.database.orm.select().from(accounts).where(eq(accounts.id, id));
   if (!row) throw new TallyError("account_not_found", `account ${id} does not exist`);
-  const { balances } = await getBalances(context, [id]);
-  return { ...toAccount(row), balance: formatNanos(balances.get(id) ?? 0n) };
+  const { balances, available } = await getBalances(context, [id]);
+  return {
+    ...toAccount(row),
+    balance: formatNanos(balances.get(id) ?? 0n),
+    available: formatNanos(available.get(id) ?? 0n),
+  };
 }
 
 /** Accounts in id order after `after_id`, with their balances from one bulk query per page. */
@@ -63,13 +68,17 @@ export async function listAccounts(
     .limit(page.limit + 1);
   const pageRows = rows.slice(0, page.limit);
   // An admin listing, not an observation a gateway acts on: no depletion markers from here.
-  const { balances } = await getBalances(
+  const { balances, available } = await getBalances(
     context,
     pageRows.map((row) => row.id),
     { observe: false },
   );
   return {
-    accounts: pageRows.map((row) => ({ ...toAccount(row), balance: formatNanos(balances.get(row.id) ?? 0n) })),
+    accounts: pageRows.map((row) => ({
+      ...toAccount(row),
+      balance: formatNanos(balances.get(row.id) ?? 0n),
+      available: formatNanos(available.get(row.id) ?? 0n),
+    })),
     next_after_id: rows.length > page.limit ? pageRows.at(-1)?.id : undefined,
   };
 }

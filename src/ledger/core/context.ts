@@ -1,5 +1,6 @@
 import type { Database } from "../../db/port.js";
 import { EventHub } from "../events/event-hub.js";
+import { FOLD_CHUNKS_MAX, FOLD_CHUNK_ROWS } from "./fold-chunk.js";
 import { KnownAccounts } from "./known-accounts.js";
 
 /** The narrow logging surface the domain needs; pino's logger satisfies it. */
@@ -19,6 +20,13 @@ export interface CheckpointPolicy {
 
 export const DEFAULT_NOTIFY_CHANNEL = "tally_balance_restored";
 
+/** Wall-clock time, injectable so that tests move time (lot expiry, renewals) instead of sleeping. */
+export interface Clock {
+  now(): Date;
+}
+
+export const SYSTEM_CLOCK: Clock = { now: () => new Date() };
+
 /** Everything the ledger functions need, passed in rather than imported, so tests build their own. */
 export interface LedgerContext {
   database: Database;
@@ -26,6 +34,18 @@ export interface LedgerContext {
   checkpoint_policy: CheckpointPolicy;
   logger: DomainLogger;
   events: { notify_channel: string; hub: EventHub };
+  /** The ledger's clock: holds are granted, expire and close by it; lots expire by it. `now` reads it. */
+  clock: Clock;
+  now: () => Date;
+  /** How folds (checkpoints, roll-ups, crossing credits) split their work; see fold-chunk.ts. */
+  fold_policy: FoldPolicy;
+}
+
+export interface FoldPolicy {
+  /** Rows per fold statement; each chunk commits on its own. */
+  chunk_rows: number;
+  /** Chunks per call, so one request never folds without end. */
+  chunks_max: number;
 }
 
 export function createLedgerContext(options: {
@@ -35,7 +55,13 @@ export function createLedgerContext(options: {
   delta_max: number;
   random?: () => number;
   notify_channel?: string;
+  /** Either a clock or a bare `now`; both default to the system clock. */
+  clock?: Clock;
+  now?: () => Date;
+  fold_chunk_rows?: number;
 }): LedgerContext {
+  const now = options.now;
+  const clock: Clock = options.clock ?? (now === undefined ? SYSTEM_CLOCK : { now: () => now() });
   return {
     database: options.database,
     known_accounts: new KnownAccounts(),
@@ -46,5 +72,8 @@ export function createLedgerContext(options: {
     },
     logger: options.logger,
     events: { notify_channel: options.notify_channel ?? DEFAULT_NOTIFY_CHANNEL, hub: new EventHub() },
+    clock,
+    now: () => clock.now(),
+    fold_policy: { chunk_rows: options.fold_chunk_rows ?? FOLD_CHUNK_ROWS, chunks_max: FOLD_CHUNKS_MAX },
   };
 }

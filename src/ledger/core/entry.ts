@@ -19,6 +19,13 @@ export interface Entry {
   /** Present only on a transfer leg: the other leg, and the transfer both share. */
   counterpart_entry_id?: string;
   transfer_id?: string;
+  /** Present only on a hold's capture (src/ledger/holds/): the hold it closed. */
+  hold_id?: string;
+  /** Credit lots only (src/ledger/lots/), and present only when set: a credit's priority and expiry. */
+  priority?: number;
+  expires_at?: string;
+  /** An expiration's lot: the credit entry it ended. */
+  lot_id?: string;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -36,9 +43,14 @@ export interface EntryRequest {
   transfer_id?: string | null;
   /** The sign of a signed type (an adjustment): "debit" makes the delta negative. Ignored for other types. */
   direction?: "credit" | "debit";
+  /** Set only by a hold capture. */
+  hold_id?: string | null;
+  /** Credit lots only: priority 0-100 (null is the default, 50) and an expiry (ISO 8601, milliseconds). */
+  priority?: number | null;
+  expires_at?: string | null;
 }
 
-export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "reversal", "transfer_out"]);
+export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "reversal", "transfer_out", "expiration"]);
 
 export function deltaOf(type: EntryType, amount: string, direction?: "credit" | "debit"): string {
   if (type === "adjustment") return direction === "debit" ? `-${amount}` : amount;
@@ -49,7 +61,7 @@ export function deltaOf(type: EntryType, amount: string, direction?: "credit" | 
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
   idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
   original_entry_id::text AS original_entry_id, counterpart_entry_id::text AS counterpart_entry_id,
-  transfer_id::text AS transfer_id`;
+  transfer_id::text AS transfer_id, hold_id::text AS hold_id, priority, expires_at, lot_id::text AS lot_id`;
 
 export interface EntryRow {
   id: string;
@@ -66,6 +78,10 @@ export interface EntryRow {
   original_entry_id?: string | null;
   counterpart_entry_id?: string | null;
   transfer_id?: string | null;
+  hold_id?: string | null;
+  priority?: number | null;
+  expires_at?: Date | string | null;
+  lot_id?: string | null;
 }
 
 /** The links a row carries, only those that are set (entries without links look exactly as they always have). */
@@ -73,16 +89,18 @@ export function entryLinks(row: {
   original_entry_id?: string | null;
   counterpart_entry_id?: string | null;
   transfer_id?: string | null;
-}): Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> {
-  const links: Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id"> = {};
+  hold_id?: string | null;
+}): Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id" | "hold_id"> {
+  const links: Pick<Entry, "original_entry_id" | "counterpart_entry_id" | "transfer_id" | "hold_id"> = {};
   if (row.original_entry_id) links.original_entry_id = row.original_entry_id;
   if (row.counterpart_entry_id) links.counterpart_entry_id = row.counterpart_entry_id;
   if (row.transfer_id) links.transfer_id = row.transfer_id;
+  if (row.hold_id) links.hold_id = row.hold_id;
   return links;
 }
 
 export function toEntry(row: EntryRow): Entry {
-  return {
+  const entry: Entry = {
     id: row.id,
     account_id: row.account_id,
     type: row.type,
@@ -95,6 +113,10 @@ export function toEntry(row: EntryRow): Entry {
     created_at: new Date(row.created_at).toISOString(),
     ...entryLinks(row),
   };
+  if (row.priority !== null && row.priority !== undefined) entry.priority = Number(row.priority);
+  if (row.expires_at !== null && row.expires_at !== undefined) entry.expires_at = new Date(row.expires_at).toISOString();
+  if (row.lot_id !== null && row.lot_id !== undefined) entry.lot_id = row.lot_id;
+  return entry;
 }
 
 /** JSON with object keys sorted, so that key order is never meaning; the input of every request fingerprint. */
@@ -122,6 +144,9 @@ export function requestHash(request: EntryRequest): string {
     // Only when set, so the fingerprint of every request without links is what it always was.
     ...(request.original_entry_id ? { original_entry_id: request.original_entry_id } : {}),
     ...(request.direction && request.type === "adjustment" ? { direction: request.direction } : {}),
+    // Lot attributes join the fingerprint only when set, so every hash written before lots existed still matches.
+    ...(request.priority !== undefined && request.priority !== null ? { priority: request.priority } : {}),
+    ...(request.expires_at !== undefined && request.expires_at !== null ? { expires_at: request.expires_at } : {}),
   });
   return createHash("sha256").update(fingerprint).digest("hex");
 }

@@ -5,14 +5,15 @@ import type { BalanceEvent } from "./crossings.js";
 export const EVENTS_PAGE_MAX = 500;
 
 const LIST_AFTER_SQL = `
-SELECT id::text AS id, type, account_id, balance::text AS balance, created_at
+SELECT id::text AS id, type, account_id, balance::text AS balance, created_at, lot_id::text AS lot_id,
+       amount::text AS amount
 FROM balance_events WHERE id > $1::bigint
 ORDER BY balance_events.id LIMIT $2 -- qualified: a bare "id" is the text output column, and "10" sorts before "9"
 `;
 
 /** Events with ids above `after_id`, oldest first. Ids commit in order (see crossings.ts), so resuming is exact. */
 export async function listEventsAfter(database: Queryable, after_id: string, limit: number): Promise<BalanceEvent[]> {
-  const rows = await database.query<{ id: string; type: BalanceEvent["type"]; account_id: string; balance: string; created_at: Date | string }>(
+  const rows = await database.query<{ id: string; type: BalanceEvent["type"]; account_id: string; balance: string; created_at: Date | string; lot_id: string | null; amount: string | null }>(
     LIST_AFTER_SQL,
     [after_id, Math.min(limit, EVENTS_PAGE_MAX)],
   );
@@ -22,6 +23,8 @@ export async function listEventsAfter(database: Queryable, after_id: string, lim
     account_id: row.account_id,
     balance: canonicalNumeric(row.balance),
     time: new Date(row.created_at).toISOString(),
+    ...(row.lot_id !== null ? { lot_id: row.lot_id } : {}),
+    ...(row.amount !== null ? { amount: canonicalNumeric(row.amount) } : {}),
   }));
 }
 

@@ -24,13 +24,20 @@ export async function listAllEntries(
     ...shared,
   ]);
   const pageRows = rows.slice(offset, offset + limit);
-  const [count] = await context.database.query<{ item_count: string }>(ALL_ENTRIES_COUNT_SQL, [snapshot, null, null, ...shared]);
+  // Counting spans the whole table, so a walk counts once, on its first page, and carries the total in its cursor:
+  // pinned to one snapshot, the count cannot change. Later pages cost O(page).
+  const total = after?.total ?? (await countAllEntries(context, snapshot, shared));
   return {
     items: await withLinks(context, pageRows.map((row) => toEntry({ ...row, request_hash: "" }))),
-    total: Number(count!.item_count),
+    total,
     snapshot,
-    next: rows.length > offset + limit && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position } : undefined,
+    next: rows.length > offset + limit && pageRows.length > 0 ? { snapshot, position: pageRows.at(-1)!.position, total } : undefined,
   };
+}
+
+async function countAllEntries(context: LedgerContext, snapshot: string, shared: unknown[]): Promise<number> {
+  const [count] = await context.database.query<{ item_count: string }>(ALL_ENTRIES_COUNT_SQL, [snapshot, null, null, ...shared]);
+  return Number(count!.item_count);
 }
 
 /** One entry by id, wherever it lives. */

@@ -12,7 +12,7 @@
  * newest first. Positions are unique: every row belongs to exactly one item.
  */
 
-import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../balances/balance-sql.js";
+import { CHECKPOINT_BALANCE, checkpointJoinsCapped } from "../balances/balance-sql.js";
 
 const SINGLE_FILTERS = `
   AND ($5::text[] IS NULL OR e.type = ANY($5::text[]))
@@ -92,14 +92,15 @@ rollup AS (
 }
 
 const ITEM_COLUMNS = `position::text AS position, id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, batch_id, description, metadata, row_count::text AS row_count, first_at, last_at`;
+  idempotency_key, batch_id, description, metadata, row_count::text AS row_count, first_at, last_at, hold_id`;
 
 /** One page of grouped items below the position bound, newest first, and the snapshot it was read in. */
 export const GROUPED_PAGE_SQL = `
 WITH ${batchItemsCte("below", true)},
 singles AS (
   SELECT e.seq AS position, e.id::text AS id, e.type, e.amount, e.delta, e.idempotency_key, NULL::text AS batch_id,
-         e.description, e.metadata, 1::bigint AS row_count, e.created_at AS first_at, e.created_at AS last_at
+         e.description, e.metadata, 1::bigint AS row_count, e.created_at AS first_at, e.created_at AS last_at,
+         e.hold_id::text AS hold_id
   FROM entries e
   WHERE e.account_id = $1 AND e.batch_id IS NULL AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
     AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
@@ -107,7 +108,7 @@ singles AS (
 ), batches AS (
   SELECT b.last_seq AS position, b.batch_id::text AS id, 'usage'::text AS type, b.amount_total AS amount,
          b.delta_total AS delta, NULL::text AS idempotency_key, b.batch_id::text AS batch_id, NULL::text AS description,
-         NULL::jsonb AS metadata, b.row_count, b.first_at, b.last_at
+         NULL::jsonb AS metadata, b.row_count, b.first_at, b.last_at, NULL::text AS hold_id
   FROM batch_items b
 )
 SELECT ${ITEM_COLUMNS} FROM (SELECT * FROM singles UNION ALL SELECT * FROM batches) AS items
@@ -118,7 +119,7 @@ ORDER BY items.position DESC LIMIT $4::bigint`;
 export const UNGROUPED_PAGE_SQL = `
 SELECT e.seq::text AS position, e.id::text AS id, e.type, e.amount::text AS amount, e.delta::text AS delta,
        e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, '1' AS row_count,
-       e.created_at AS first_at, e.created_at AS last_at
+       e.created_at AS first_at, e.created_at AS last_at, e.hold_id::text AS hold_id
 FROM entries e
 WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
   AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
@@ -185,18 +186,29 @@ GROUP BY nearest.anchor`;
  * The account's balance as of the snapshot, in one statement (so the current balance and what became visible after
  * the snapshot come from one view): checkpoint + delta, less the rows the snapshot does not see. Only rows at or
  * above the snapshot's xmin can be invisible to it, so the last part reads just those. Also returns how many delta
- * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does.
+ * rows the checkpoint read summed, so the caller can refresh an overgrown one as any balance read does. The delta
+ * read stops at $3 rows (NULL: no cap); at the cap the balance is partial, and the caller folds the checkpoint
+ * forward in chunks and reads again, so a never-read account costs bounded statements.
  */
 export const BALANCE_AS_OF_SQL = `
 SELECT (${CHECKPOINT_BALANCE} - COALESCE(unseen.total, 0))::text AS balance,
        delta.row_count::text AS delta_rows
 FROM (SELECT $1::text AS account_id) AS requested
-${CHECKPOINT_JOINS}
+${checkpointJoinsCapped("$3::bigint")}
 LEFT JOIN LATERAL (
   SELECT SUM(entry.delta) AS total FROM entries AS entry
   WHERE entry.account_id = requested.account_id AND entry.xid >= pg_snapshot_xmin($2::pg_snapshot)
     AND NOT pg_visible_in_snapshot(entry.xid, $2::pg_snapshot)
 ) AS unseen ON true`;
+
+/** Whether at least $2 rows lie above the account's checkpoint: an index-only probe that stops at $2. */
+export const FAR_BEHIND_SQL = `
+SELECT count(*) >= $2::bigint AS far_behind FROM (
+  SELECT 1 FROM entries AS entry
+  WHERE entry.account_id = $1
+    AND entry.xid >= COALESCE((SELECT xid_boundary FROM balance_checkpoints WHERE account_id = $1), '0'::xid8)
+  LIMIT $2::bigint
+) AS above`;
 
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page
@@ -205,7 +217,8 @@ LEFT JOIN LATERAL (
  */
 export const ALL_ENTRIES_PAGE_SQL = `
 SELECT e.id::text AS position, e.id::text AS id, e.account_id, e.type, e.amount::text AS amount, e.delta::text AS delta,
-       e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, e.created_at
+       e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, e.created_at,
+       e.hold_id::text AS hold_id
 FROM entries e
 WHERE pg_visible_in_snapshot(e.xid, $1::pg_snapshot)
   AND ($2::uuid IS NULL OR e.id < $2::uuid)

@@ -1,9 +1,10 @@
 import type { EntryType } from "../../db/schema.js";
 import { canonicalNumeric, formatNanos, numericToNanos } from "../core/amount.js";
 import type { LedgerContext } from "../core/context.js";
-import { refreshQuietly } from "../balances/checkpoints.js";
+import { refreshCheckpoint, refreshQuietly } from "../balances/checkpoints.js";
 import {
   BALANCE_AS_OF_SQL,
+  FAR_BEHIND_SQL,
   GROUPED_PAGE_SQL,
   UNGROUPED_PAGE_SQL,
   gapSumsSql,
@@ -49,6 +50,8 @@ export interface HistoryItem {
   original_entry_id?: string;
   counterpart_entry_id?: string;
   transfer_id?: string;
+  /** Present only on a hold's capture: the hold it closed. */
+  hold_id?: string;
 }
 
 export interface HistoryPosition {
@@ -87,6 +90,7 @@ interface ItemRow {
   row_count: string;
   first_at: Date | string;
   last_at: Date | string;
+  hold_id: string | null;
 }
 
 /** `%`, `_` and `\` in a search are literal characters, never wildcards. */
@@ -117,12 +121,34 @@ export async function currentSnapshot(context: LedgerContext): Promise<string> {
 
 /**
  * The balance as of the snapshot, in one statement. A checkpoint whose delta has grown past CHECKPOINT_DELTA_MAX
- * is refreshed afterwards, as any balance read does, so the next page reads a short delta.
+ * is refreshed afterwards, as any balance read does, so the next page reads a short delta. One that has fallen
+ * further behind than a fold chunk (an account never read) is first folded forward in chunks, each committed, so
+ * no statement here reads more than a chunk of delta rows plus those above the horizon.
  */
 async function balanceAsOf(context: LedgerContext, account_id: string, snapshot: string): Promise<bigint> {
-  const [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot]);
+  const cap = context.fold_policy.chunk_rows;
+  let [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot, cap]);
+  if (Number(row!.delta_rows) >= cap) {
+    await refreshCheckpoint(context.database, account_id, context.fold_policy);
+    // What is left above the checkpoint now is above the horizon: read it whole.
+    [row] = await context.database.query<{ balance: string; delta_rows: string }>(BALANCE_AS_OF_SQL, [account_id, snapshot, null]);
+  }
   if (Number(row!.delta_rows) > context.checkpoint_policy.delta_max) await refreshQuietly(context, [account_id]);
   return numericToNanos(row!.balance);
+}
+
+/**
+ * Folds the checkpoint forward (in chunks) when more than a chunk of rows lies above it, which only happens to an
+ * account that has not been read for a long time; otherwise one short index probe. Best effort: balanceAsOf folds
+ * whatever is still needed.
+ */
+async function catchUpFarBehindCheckpoint(context: LedgerContext, account_id: string): Promise<void> {
+  try {
+    const [probe] = await context.database.query<{ far_behind: boolean }>(FAR_BEHIND_SQL, [account_id, context.fold_policy.chunk_rows]);
+    if (probe!.far_behind) await refreshCheckpoint(context.database, account_id, context.fold_policy);
+  } catch (error) {
+    context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
+  }
 }
 
 /**
@@ -169,12 +195,17 @@ export async function listHistory(
   },
 ): Promise<HistoryPage> {
   const { account_id, group_batches, limit, offset, after, filters } = request;
-  if (after === undefined && group_batches) {
-    try {
-      await rollUpBatches(context, account_id);
-    } catch (error) {
-      context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
-    }
+  if (after === undefined) {
+    // Both folds of a never-read account, side by side on two connections: they are independent, and each is a
+    // pass over every row of the account.
+    await Promise.all([
+      group_batches
+        ? rollUpBatches(context, account_id).catch((error: unknown) => {
+            context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
+          })
+        : undefined,
+      catchUpFarBehindCheckpoint(context, account_id),
+    ]);
   }
   const snapshot = after?.snapshot ?? (await currentSnapshot(context));
   const position = after?.position ?? null;
@@ -200,6 +231,7 @@ export async function listHistory(
     created_at: new Date(row.last_at).toISOString(),
     first_created_at: new Date(row.first_at).toISOString(),
     last_created_at: new Date(row.last_at).toISOString(),
+    ...(row.hold_id ? { hold_id: row.hold_id } : {}),
     balance_after: balances === undefined ? null : formatNanos(balances.after[index]!),
   }));
   // Refunds, reversals and transfer legs show what they refer to.

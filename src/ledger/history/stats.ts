@@ -45,6 +45,8 @@ const LINE_OF: Record<EntryType, Exclude<keyof Accumulator, "count" | "net">> = 
   transfer_in: "transferred_in",
   transfer_out: "transferred_out",
   adjustment: "adjusted",
+  // Credit lots: what left by expiry or void, apart from spend (what was used).
+  expiration: "expired",
 };
 
 interface Totals {
@@ -57,6 +59,7 @@ interface Totals {
   transferred_in: string;
   transferred_out: string;
   adjusted: string;
+  expired: string;
 }
 
 interface Accumulator {
@@ -69,10 +72,11 @@ interface Accumulator {
   transferred_in: bigint;
   transferred_out: bigint;
   adjusted: bigint;
+  expired: bigint;
 }
 
 function emptyAccumulator(): Accumulator {
-  return { spent: 0n, earned: 0n, net: 0n, count: 0, refunded: 0n, reversed: 0n, transferred_in: 0n, transferred_out: 0n, adjusted: 0n };
+  return { spent: 0n, earned: 0n, net: 0n, count: 0, refunded: 0n, reversed: 0n, transferred_in: 0n, transferred_out: 0n, adjusted: 0n, expired: 0n };
 }
 
 export interface AccountStats {
@@ -95,6 +99,7 @@ function finish(accumulator: Accumulator): Totals {
     transferred_in: formatNanos(accumulator.transferred_in),
     transferred_out: formatNanos(accumulator.transferred_out),
     adjusted: formatNanos(accumulator.adjusted),
+    expired: formatNanos(accumulator.expired),
   };
 }
 

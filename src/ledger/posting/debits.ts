@@ -5,6 +5,7 @@ import { readBalances } from "../balances/balances.js";
 import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { observeAtOrBelowZero } from "../events/crossings.js";
+import { settleDueLots } from "../lots/settle.js";
 import { requestHash, toEntry, type EntryRequest } from "../core/entry.js";
 import { ensureAccountsExist, findReplay, insertEntry, postEntry, type PostResult } from "./posting.js";
 
@@ -19,6 +20,8 @@ const STRICT_DEBIT_LOCK_NAMESPACE = 1;
  */
 export async function postStrictDebit(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
   await ensureAccountsExist(context, [request.account_id]);
+  // Expired credit must not pay for a strict debit: due lots expire before the balance is read.
+  await settleDueLots(context, [request.account_id]);
   const hash = requestHash(request);
   const refusal = { at_or_below_zero: false };
   const result = await context.database

@@ -1,17 +1,16 @@
 import type { Queryable } from "../../db/port.js";
 import { TallyError } from "../../errors.js";
-import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import {
   ENTRY_COLUMNS,
   deltaOf,
-  requestHash,
   toEntry,
   type Entry,
   type EntryRequest,
   type EntryRow,
 } from "../core/entry.js";
 import { uuidv7 } from "../core/ids.js";
+import { groupCommitterOf } from "./group-commit.js";
 
 export interface PostResult {
   entry: Entry;
@@ -25,8 +24,8 @@ export interface PostResult {
  */
 const INSERT_SQL = `
 INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
-                     original_entry_id, counterpart_entry_id, transfer_id)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid)
+                     original_entry_id, counterpart_entry_id, transfer_id, hold_id)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid, $14::uuid)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -53,6 +52,7 @@ export async function insertEntry(
     request.original_entry_id ?? null,
     request.counterpart_entry_id ?? null,
     request.transfer_id ?? null,
+    request.hold_id ?? null,
   ]);
   return rows[0];
 }
@@ -83,16 +83,11 @@ export async function ensureAccountsExist(context: LedgerContext, account_ids: r
   }
 }
 
-/** Posts a usage row, a credit, or an overdraft-allowed debit: the lock-free path. */
-export async function postEntry(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
-  await ensureAccountsExist(context, [request.account_id]);
-  const hash = requestHash(request);
-  const inserted = await insertEntry(context.database, request, hash);
-  if (inserted) {
-    await maybeRefreshAfterWrite(context, new Map([[request.account_id, 1]]));
-    return { entry: toEntry(inserted), replayed: false };
-  }
-  const replay = await findReplay(context.database, request, hash);
-  if (!replay) throw new Error("insert conflicted on the idempotency key but no row holds it");
-  return replay;
+/**
+ * Posts a usage row, a credit, or an overdraft-allowed debit: the lock-free path. Concurrent posts of this process
+ * are written together by the group committer (group-commit.ts); the result is this request's own row (or the
+ * replay), answered after it has committed and after its checkpoint-refresh draw.
+ */
+export function postEntry(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
+  return groupCommitterOf(context).post(request);
 }

@@ -1,0 +1,79 @@
+/**
+ * Holds on the embedded store (PGlite), which the README's first command uses: the same SQL, migrations, advisory
+ * locks and conditional updates must run there, on its single connection.
+ */
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createApp } from "../../src/app.js";
+import { ServiceKeyVerifier } from "../../src/auth/service-keys.js";
+import { openDatabase } from "../../src/db/open.js";
+import type { Database } from "../../src/db/port.js";
+import { createLedgerContext } from "../../src/ledger/core/context.js";
+import { createLogger } from "../../src/logger.js";
+
+const ADMIN = "embedded-holds-admin-key-0123456789abcdef";
+const clock = { current: new Date("2026-12-01T12:00:00.000Z") };
+let dataDir: string;
+let database: Database;
+let call: (method: string, url: string, body?: unknown) => Promise<{ status: number; body: any; headers: Headers }>;
+
+beforeAll(async () => {
+  dataDir = await mkdtemp(path.join(tmpdir(), "tally-holds-embedded-"));
+  database = await openDatabase(
+    { DATABASE_URL: undefined, DATA_DIR: dataDir, DATABASE_POOL_MAX: 1, REQUEST_TIMEOUT_MS: 30_000 },
+    { migrate: true },
+  );
+  const logger = createLogger("silent");
+  const app = createApp({
+    database,
+    ledger: createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, now: () => clock.current }),
+    logger,
+    authenticators: { service_keys: new ServiceKeyVerifier(database.orm), jwt: undefined, admin_key: ADMIN },
+    limits: { max_body_bytes: 1 << 20, request_timeout_ms: 30_000, cors_origins: [] },
+  });
+  call = async (method, url, body) => {
+    const response = await app.request(url, {
+      method,
+      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    return { status: response.status, body: (await response.json()) as any, headers: response.headers };
+  };
+});
+
+afterAll(async () => {
+  await database?.close();
+  await rm(dataDir, { recursive: true, force: true });
+});
+
+describe("holds on the embedded store", () => {
+  it("grants, refuses, captures, releases, expires and reports available", async () => {
+    const account_id = "org_holds_embedded";
+    expect((await call("POST", "/v1/accounts", { id: account_id })).status).toBe(201);
+    expect((await call("POST", "/v1/credits", { account_id, type: "purchase", amount: "10", idempotency_key: "p" })).status).toBe(201);
+    const grants = await Promise.all(
+      Array.from({ length: 12 }, (_, index) => call("POST", "/v1/holds", { account_id, amount: "1", idempotency_key: `h${index}` })),
+    );
+    expect(grants.filter((grant) => grant.status === 201)).toHaveLength(10);
+    expect(grants.filter((grant) => grant.status === 409)).toHaveLength(2);
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "10", available: "0" });
+
+    const granted = grants.filter((grant) => grant.status === 201).map((grant) => grant.body.id as string);
+    const capture = await call("POST", `/v1/holds/${granted[0]}/capture`, { amount: "3" });
+    expect(capture.status).toBe(201);
+    expect(capture.body.entry).toMatchObject({ amount: "3", hold_id: granted[0] });
+    expect((await call("POST", `/v1/holds/${granted[0]}/capture`, { amount: "3" })).status).toBe(200);
+    expect((await call("POST", `/v1/holds/${granted[1]}/release`)).status).toBe(200);
+    expect((await call("POST", `/v1/holds/${granted[1]}/release`)).headers.get("idempotent-replayed")).toBe("true");
+    // 8 holds of 1 left on a balance of 7.
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "-1" });
+    clock.current = new Date(clock.current.getTime() + 600_000);
+    expect((await call("GET", `/v1/balances/${account_id}`)).body).toEqual({ account_id, balance: "7", available: "7" });
+    const expired = await call("GET", `/v1/accounts/${account_id}/holds?status=expired`);
+    expect(expired.body.holds).toHaveLength(8);
+    const check = await call("POST", "/v1/balances/check", { account_id, amount: "8" });
+    expect(check.body).toMatchObject({ available: "7", sufficient: false, deficit: "1" });
+  });
+});
