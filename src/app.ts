@@ -1,16 +1,19 @@
 import { OpenAPIHono } from "@hono/zod-openapi";
+import type { Context } from "hono";
 import { cors } from "hono/cors";
 import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
-import { timeout } from "hono/timeout";
 import type { Database } from "./db/port.js";
+import { databaseProblem } from "./db/database-errors.js";
 import { consoleRoutes } from "./console/routes.js";
 import { TallyError } from "./errors.js";
 import { authenticate, type Authenticators } from "./http/auth.js";
 import { bodyCap, strictJsonBody } from "./http/body.js";
+import { deadline } from "./http/deadline.js";
 import type { AppEnv } from "./http/env.js";
 import { problemResponse } from "./http/problem.js";
 import { requestLog } from "./http/request-log.js";
+import type { Lifecycle } from "./http/drain.js";
 import { accountRoutes } from "./http/routes/accounts.js";
 import { balanceRoutes } from "./http/routes/balances.js";
 import { correctionRoutes } from "./http/routes/corrections.js";
@@ -33,12 +36,13 @@ export interface AppDependencies {
   stream_limits?: StreamLimits;
   /** Signs cursors; by default with the key kept in the database (src/signing/signing-key.ts). */
   signer?: Signer;
+  /** Set by the process entry; while draining, /ready answers 503. */
+  lifecycle?: Lifecycle;
   /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
   console_enabled?: boolean;
 }
 
-/** Connection-level failures from either driver: the database is unreachable, not the request wrong. */
-const UNAVAILABLE_CODES = new Set(["ECONNREFUSED", "ECONNRESET", "CONNECT_TIMEOUT", "CONNECTION_CLOSED", "CONNECTION_ENDED", "CONNECTION_DESTROYED", "57P01", "57P03", "53300"]);
+const RETRY_AFTER_SECONDS = 1;
 
 /** Builds the HTTP application. No I/O happens here; everything it talks to is passed in. */
 export function createApp(deps: AppDependencies) {
@@ -51,17 +55,12 @@ export function createApp(deps: AppDependencies) {
   if (limits.cors_origins.length > 0) {
     app.use(cors({ origin: limits.cors_origins, allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"], exposeHeaders: ["X-Request-Id", "Idempotent-Replayed"] }));
   }
-  app.use(
-    timeout(
-      limits.request_timeout_ms,
-      () => new HTTPException(504, { message: `the request did not finish within ${limits.request_timeout_ms} ms` }),
-    ),
-  );
+  app.use(deadline(limits.request_timeout_ms));
   app.use("/v1/*", bodyCap(limits.max_body_bytes));
   app.use("/v1/*", authenticate(deps.authenticators));
   app.use("/v1/*", strictJsonBody());
 
-  app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000 }));
+  app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000, lifecycle: deps.lifecycle }));
   app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
   app.route("/", balanceRoutes({ ledger: deps.ledger }));
   app.route("/", postingRoutes({ ledger: deps.ledger }));
@@ -88,6 +87,15 @@ export function createApp(deps: AppDependencies) {
 
   app.notFound((c) => problemResponse(c, "not_found", `no route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {
+    const response = problemFor(error, c);
+    // Every 503 and 429 is temporary: say when to come back.
+    if (response.status === 503 || response.status === 429) {
+      const seconds = error instanceof TallyError ? error.extensions.retry_after_s : undefined;
+      response.headers.set("Retry-After", String(typeof seconds === "number" ? seconds : RETRY_AFTER_SECONDS));
+    }
+    return response;
+  });
+  const problemFor = (error: Error, c: Context<AppEnv>): Response => {
     if (error instanceof TallyError) return problemResponse(c, error.code, error.detail, error.extensions);
     if (error instanceof HTTPException) {
       if (error.status === 504) return problemResponse(c, "request_timeout", error.message);
@@ -96,13 +104,13 @@ export function createApp(deps: AppDependencies) {
       // hono's validator raises a 400 HTTPException for a body that does not parse as JSON.
       if (error.status === 400) return problemResponse(c, "invalid_json", "the body is not valid JSON");
     }
-    const code = typeof error === "object" && error !== null && "code" in error ? String(error.code) : "";
-    if (UNAVAILABLE_CODES.has(code)) {
-      logger.error({ request_id: c.get("requestId"), err: error }, "database unavailable");
-      return problemResponse(c, "service_unavailable", "the database is not reachable; retry later");
+    const database = databaseProblem(error);
+    if (database) {
+      logger.warn({ request_id: c.get("requestId"), err: error, code: database.code }, database.detail);
+      return problemResponse(c, database.code, database.detail);
     }
     logger.error({ request_id: c.get("requestId"), err: error }, "unhandled error");
     return problemResponse(c, "internal_error", "an internal error occurred; quote the request_id when reporting it");
-  });
+  };
   return app;
 }

@@ -59,6 +59,10 @@ export const configSchema = z
     POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
     // How often each process sweeps due credit lots; 0 turns the sweep off (reads still settle their own account).
     EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(1000),
+    /** On SIGTERM/SIGINT, in-flight requests get this long to finish before their connections are cut. */
+    SHUTDOWN_TIMEOUT_MS: positiveInt(10_000, 600_000),
+    /** Failed authentications one client address may make per minute before unknown credentials get 429. */
+    AUTH_FAILURES_PER_MINUTE_MAX: positiveInt(30, 1_000_000),
     // The admin console at /console (src/console/).
     CONSOLE_ENABLED: booleanFlag(true),
   })

@@ -25,6 +25,9 @@ export const ERROR_CATALOGUE = {
   hold_not_found: { status: 404, title: "The hold does not exist" },
   hold_not_active: { status: 409, title: "The hold is already closed by a different capture or a release" },
   too_many_active_holds: { status: 409, title: "The account has as many active holds as it may" },
+  database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
+  database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
+  too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

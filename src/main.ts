@@ -1,10 +1,13 @@
+import type { Server } from "node:http";
 import { serve } from "@hono/node-server";
 import { createApp } from "./app.js";
 import { JwtVerifier } from "./auth/jwt.js";
+import { FAILED_AUTHENTICATION_DEFAULTS, FailedAuthentications } from "./auth/failed-authentications.js";
 import { ServiceKeyVerifier } from "./auth/service-keys.js";
 import { ConfigError, parseConfig } from "./config.js";
 import { DirectoryLockedError } from "./db/directory-lock.js";
 import { openDatabase } from "./db/open.js";
+import { trackForDrain, type Lifecycle } from "./http/drain.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { configureGroupCommit } from "./ledger/posting/group-commit.js";
@@ -59,14 +62,25 @@ async function main(): Promise<void> {
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
   const expirySweep =
     config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
+  // The server is made after the app; the app reads the drain state through this indirection.
+  const lifecycle: { current?: Lifecycle } = {};
   const app = createApp({
+    lifecycle: {
+      get draining() {
+        return lifecycle.current?.draining ?? false;
+      },
+    },
     database,
     ledger,
     logger,
     signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
     console_enabled: config.CONSOLE_ENABLED,
     authenticators: {
-      service_keys: new ServiceKeyVerifier(database.orm),
+      service_keys: new ServiceKeyVerifier(database),
+      failed_authentications: new FailedAuthentications({
+        ...FAILED_AUTHENTICATION_DEFAULTS,
+        failures_max: config.AUTH_FAILURES_PER_MINUTE_MAX,
+      }),
       jwt: JwtVerifier.fromOptions({
         secret: config.JWT_SECRET,
         jwks_url: config.JWT_JWKS_URL,
@@ -86,27 +100,33 @@ async function main(): Promise<void> {
   }
 
   const server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (address) => {
-    logger.info({ host: address.address, port: address.port }, "tally is listening");
+    logger.info({ host: address.address, port: address.port, pid: process.pid }, "tally is listening");
   });
+  const drainer = trackForDrain(server as Server);
+  lifecycle.current = drainer;
 
   let stopping = false;
-  const stop = (signal: string) => {
+  const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    logger.info({ signal }, "shutting down");
-    // In-flight requests get up to 10 s to finish; then the process exits regardless.
-    const force = setTimeout(() => process.exit(1), 10_000);
-    force.unref();
+    logger.info({ signal, in_flight: drainer.in_flight, timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "shutting down: draining");
+    // Event streams end now and new ones are refused, so SSE clients reconnect to another process at once.
     ledger.events.hub.shutdown();
-    server.close(async () => {
+    const drained = await drainer.drain(config.SHUTDOWN_TIMEOUT_MS);
+    if (!drained) logger.warn({ timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "connections still open at the drain timeout were cut");
+    try {
       await maintenance.stop();
       await expirySweep?.stop();
       await database.close();
-      process.exit(0);
-    });
+    } catch (error) {
+      logger.error({ err: error }, "closing the database failed");
+      process.exit(1);
+    }
+    logger.info("stopped");
+    process.exit(drained ? 0 : 1);
   };
-  process.on("SIGINT", () => stop("SIGINT"));
-  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => void stop("SIGINT"));
+  process.on("SIGTERM", () => void stop("SIGTERM"));
 }
 
 main().catch((error: unknown) => {

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { and, eq, isNull } from "drizzle-orm";
-import type { Orm } from "../db/port.js";
+import type { Database, Orm } from "../db/port.js";
 import { apiKeys } from "../db/schema.js";
 import type { Scope } from "./scopes.js";
 
@@ -35,20 +35,60 @@ interface CachedKey {
   fetched_at_ms: number;
 }
 
+/**
+ * The set of active key ids is read again at most this often. A token whose id is not in the set costs no
+ * per-key query: however many random `tk_…` tokens arrive, they cost at most one small query per interval.
+ */
+export const KEY_IDS_REFRESH_MIN_MS = 100;
+
+/** What a verification found; `needs_refresh` only when the caller asked not to read the id set again. */
+export type KeyVerification = { key_id: string; scopes: ReadonlySet<Scope> } | undefined | "needs_refresh";
+
+/** Reads keys through the pooled query path when given the Database (bounded like every other query). */
+type KeySource = Orm | Pick<Database, "query" | "kind">;
+
 export class ServiceKeyVerifier {
   private readonly cache = new Map<string, CachedKey>();
+  private activeIds: { ids: ReadonlySet<string>; read_started_ms: number } | undefined;
+  private idsReading: Promise<void> | undefined;
+  private lastIdsReadAt = Number.NEGATIVE_INFINITY;
+  /** Key-table reads made, for tests and metrics. */
+  lookups_total = 0;
 
   constructor(
-    private readonly orm: Orm,
+    private readonly source: KeySource,
     private readonly now_ms: () => number = Date.now,
   ) {}
 
   /** The key's id and scopes, or undefined when the key is malformed, unknown, revoked or wrong. */
   async verify(token: string): Promise<{ key_id: string; scopes: ReadonlySet<Scope> } | undefined> {
+    const result = await this.check(token, true);
+    return result === "needs_refresh" ? undefined : result;
+  }
+
+  /**
+   * As verify, but answers `needs_refresh` instead of reading the set of key ids again: for callers that have
+   * failed too often, a token this process knows nothing about costs nothing.
+   */
+  async verifyKnown(token: string): Promise<KeyVerification> {
+    return this.check(token, false);
+  }
+
+  private async check(token: string, may_refresh: boolean): Promise<KeyVerification> {
     const match = KEY_PATTERN.exec(token);
     if (!match) return undefined;
     const [, id, secret] = match as unknown as [string, string, string];
-    const stored = await this.lookup(id);
+    const arrived_ms = this.now_ms();
+    let stored = this.freshCached(id);
+    if (!stored) {
+      if (!this.activeIds?.ids.has(id)) {
+        if (!may_refresh) return "needs_refresh";
+        // Not in the set read so far: the key may be newer than that read, so read the set again (a read that
+        // starts after this request arrived), shared by every request that waits for it.
+        if (!(await this.idsReadSince(arrived_ms)).has(id)) return undefined;
+      }
+      stored = await this.lookup(id);
+    }
     if (!stored.secret_hash) return undefined;
     if (!timingSafeEqual(stored.secret_hash, sha256(secret))) return undefined;
     return { key_id: id, scopes: stored.scopes };
@@ -61,19 +101,43 @@ export class ServiceKeyVerifier {
    */
   async verifyHash(id: string, secret_hash_hex: string): Promise<{ key_id: string; scopes: ReadonlySet<Scope> } | undefined> {
     if (!/^[0-9a-f]{16}$/.test(id) || !/^[0-9a-f]{64}$/.test(secret_hash_hex)) return undefined;
-    const stored = await this.lookup(id);
+    const stored = this.freshCached(id) ?? (await this.lookup(id));
     if (!stored.secret_hash) return undefined;
     if (!timingSafeEqual(stored.secret_hash, Buffer.from(secret_hash_hex, "hex"))) return undefined;
     return { key_id: id, scopes: stored.scopes };
   }
 
-  private async lookup(id: string): Promise<CachedKey> {
+  private freshCached(id: string): CachedKey | undefined {
     const cached = this.cache.get(id);
-    if (cached && this.now_ms() - cached.fetched_at_ms < KEY_CACHE_TTL_MS) return cached;
-    const [row] = await this.orm
-      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes })
-      .from(apiKeys)
-      .where(and(eq(apiKeys.id, id), isNull(apiKeys.revokedAt)));
+    return cached && this.now_ms() - cached.fetched_at_ms < KEY_CACHE_TTL_MS ? cached : undefined;
+  }
+
+  private async idsReadSince(since_ms: number): Promise<ReadonlySet<string>> {
+    for (;;) {
+      if (this.activeIds && this.activeIds.read_started_ms >= since_ms) return this.activeIds.ids;
+      this.idsReading ??= this.readIds().finally(() => {
+        this.idsReading = undefined;
+      });
+      await this.idsReading;
+    }
+  }
+
+  private async readIds(): Promise<void> {
+    const wait_ms = this.lastIdsReadAt + KEY_IDS_REFRESH_MIN_MS - this.now_ms();
+    if (wait_ms > 0) await new Promise((resolve) => setTimeout(resolve, wait_ms));
+    const started = this.now_ms();
+    this.lastIdsReadAt = started;
+    this.lookups_total++;
+    const rows = await this.select<{ id: string }>("SELECT id FROM api_keys WHERE revoked_at IS NULL", []);
+    this.activeIds = { ids: new Set(rows.map((row) => row.id)), read_started_ms: started };
+  }
+
+  private async lookup(id: string): Promise<CachedKey> {
+    this.lookups_total++;
+    const [row] = await this.select<{ secret_hash: string; scopes: string[] }>(
+      "SELECT secret_hash, scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+      [id],
+    );
     const entry: CachedKey = {
       secret_hash: row ? Buffer.from(row.secret_hash, "hex") : undefined,
       scopes: new Set((row?.scopes ?? []) as Scope[]),
@@ -86,6 +150,16 @@ export class ServiceKeyVerifier {
       if (oldest !== undefined) this.cache.delete(oldest);
     }
     return entry;
+  }
+
+  private async select<Row extends object>(text: string, parameters: unknown[]): Promise<Row[]> {
+    if ("kind" in this.source && "query" in this.source) return this.source.query<Row>(text, parameters);
+    const orm = this.source as Orm;
+    if (parameters.length === 0) return (await orm.select({ id: apiKeys.id }).from(apiKeys).where(isNull(apiKeys.revokedAt))) as unknown as Row[];
+    return (await orm
+      .select({ secret_hash: apiKeys.secretHash, scopes: apiKeys.scopes })
+      .from(apiKeys)
+      .where(and(eq(apiKeys.id, parameters[0] as string), isNull(apiKeys.revokedAt)))) as unknown as Row[];
   }
 }
 

@@ -1,5 +1,6 @@
 import type { Context, MiddlewareHandler } from "hono";
 import { USER_SCOPES, type Principal, type Scope } from "../auth/scopes.js";
+import { FAILED_AUTHENTICATION_DEFAULTS, FailedAuthentications } from "../auth/failed-authentications.js";
 import type { JwtVerifier } from "../auth/jwt.js";
 import { looksLikeServiceKey, matchesAdminKey, type ServiceKeyVerifier } from "../auth/service-keys.js";
 import { TallyError } from "../errors.js";
@@ -9,6 +10,17 @@ export interface Authenticators {
   service_keys: ServiceKeyVerifier;
   jwt: JwtVerifier | undefined;
   admin_key: string | undefined;
+  /** Per client address; defaults to FAILED_AUTHENTICATION_DEFAULTS. */
+  failed_authentications?: FailedAuthentications;
+}
+
+/**
+ * The peer address of the connection (@hono/node-server puts the node request in the environment). Requests that
+ * do not come over a socket (in-process calls) have none and are not throttled.
+ */
+function clientAddress(c: Context<AppEnv>): string | undefined {
+  const environment = c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined;
+  return environment?.incoming?.socket?.remoteAddress;
 }
 
 // The scheme name is case-insensitive (RFC 9110, section 11.1).
@@ -16,11 +28,33 @@ const BEARER = /^Bearer ([\x21-\x7e]{1,4096})$/i;
 
 /** Resolves the caller from `Authorization: Bearer …`: the admin key, a service key (`tk_…`) or an end-user JWT. */
 export function authenticate(authenticators: Authenticators): MiddlewareHandler<AppEnv> {
+  const failures = authenticators.failed_authentications ?? new FailedAuthentications(FAILED_AUTHENTICATION_DEFAULTS);
   return async (c, next) => {
     const match = BEARER.exec(c.req.header("authorization") ?? "");
     if (!match) throw new TallyError("unauthorized", "send Authorization: Bearer <service key or token>");
-    const principal = await resolvePrincipal(authenticators, match[1]!);
-    if (!principal) throw new TallyError("unauthorized", "the credentials are not valid");
+    const token = match[1]!;
+    const address = clientAddress(c);
+    const throttled_s = address === undefined ? 0 : failures.throttledFor(address);
+    const throttle = () =>
+      new TallyError("too_many_failed_authentications", `too many failed authentications from this address; retry in ${throttled_s} s`, {
+        retry_after_s: throttled_s,
+      });
+    let principal: Principal | undefined;
+    if (matchesAdminKey(token, authenticators.admin_key)) {
+      principal = { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
+    } else if (looksLikeServiceKey(token)) {
+      const key = throttled_s > 0 ? await authenticators.service_keys.verifyKnown(token) : await authenticators.service_keys.verify(token);
+      if (key === "needs_refresh") throw throttle();
+      if (key) principal = { kind: "service", key_id: key.key_id, scopes: key.scopes };
+    } else if (authenticators.jwt) {
+      if (throttled_s > 0) throw throttle();
+      const account_id = await authenticators.jwt.verify(token);
+      if (account_id) principal = { kind: "user", account_id };
+    }
+    if (!principal) {
+      if (address !== undefined) failures.record(address);
+      throw new TallyError("unauthorized", "the credentials are not valid");
+    }
     c.set("principal", principal);
     await next();
   };

@@ -35,13 +35,13 @@ export function problemResponse(c: Context, code: ErrorCode, detail: string, ext
 }
 
 /** Every authenticated route can answer these. */
-export const AUTH_ERRORS = ["unauthorized", "forbidden"] as const;
+export const AUTH_ERRORS = ["unauthorized", "forbidden", "too_many_failed_authentications"] as const;
 
 /** Every route that takes a JSON body can answer these. */
 export const BODY_ERRORS = ["validation_failed", "invalid_json", "payload_too_large", "unsupported_media_type"] as const;
 
 /** Every route can answer these. */
-const ALWAYS: ErrorCode[] = ["internal_error", "service_unavailable", "request_timeout"];
+const ALWAYS: ErrorCode[] = ["internal_error", "service_unavailable", "request_timeout", "database_timeout", "database_conflict"];
 
 /**
  * The OpenAPI `responses` entries for the codes a route can return, built from the catalogue; codes that share a

@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readdir, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { createInterface } from "node:readline";
@@ -86,8 +86,9 @@ describe("the embedded store", () => {
       const first = await openDatabase({ DATABASE_URL: undefined, DATA_DIR: dir, DATABASE_POOL_MAX: 1, REQUEST_TIMEOUT_MS: 30_000 }, { migrate: true });
       await first.query("INSERT INTO accounts (id) VALUES ('kept')");
       await first.close();
-      // A pid far above any pid_max: no such process.
-      await writeFile(path.join(dir, "tally.lock"), "2147483646\n");
+      // The holder's record as a crash leaves it (not released), naming a pid far above any pid_max.
+      const [generation] = (await readdir(path.join(dir, "tally.lock"))).filter((name) => /^\d+$/.test(name));
+      await writeFile(path.join(dir, "tally.lock", generation!), JSON.stringify({ pid: 2147483646, token: "crashed", started: null }));
       const second = await openEmbedded({ data_dir: dir });
       try {
         expect(await second.query("SELECT id FROM accounts")).toEqual([{ id: "kept" }]);

@@ -59,7 +59,9 @@ export function createHarness(
   } = {},
 ): Harness {
   const databaseUrl = inject("databaseUrl");
-  const database = connectPostgres({ url: databaseUrl, pool_max: options.pool_max ?? 40, statement_timeout_ms: 60_000 });
+  // The concurrency tests prove correctness, not load shedding: on a loaded machine a request may wait long for a
+  // connection, which the production default (500 ms, then 503) would turn into refusals. outage.test.ts keeps it.
+  const database = connectPostgres({ url: databaseUrl, pool_max: options.pool_max ?? 40, statement_timeout_ms: 60_000, acquire_timeout_ms: 60_000, connect_timeout_ms: 10_000 });
   const logger = createLogger(process.env.TEST_LOG_LEVEL ?? "silent");
   const ledger = createLedgerContext({
     database,

@@ -62,6 +62,8 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
     async (c) => {
       const { after } = c.req.valid("query");
       const resumeFrom = c.req.valid("header")["last-event-id"] ?? after;
+      // A client that reconnects into a process that is shutting down is sent elsewhere instead of kept.
+      if (ledger.events.hub.closed) throw new TallyError("service_unavailable", "this process is shutting down; reconnect later");
       if (open >= limits.streams_max) {
         throw new TallyError("stream_limit_reached", `this process already serves ${limits.streams_max} event streams`);
       }

@@ -2,11 +2,12 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { Database } from "../../db/port.js";
 import { TallyError } from "../../errors.js";
 import { errorResponses } from "../problem.js";
+import type { Lifecycle } from "../drain.js";
 import { createRouter } from "../router.js";
 
 const StatusSchema = z.object({ status: z.literal("ok") }).openapi("Status");
 
-export function healthRoutes(deps: { database: Database; readiness_timeout_ms: number }) {
+export function healthRoutes(deps: { database: Database; readiness_timeout_ms: number; lifecycle?: Lifecycle }) {
   return createRouter()
     .openapi(
       createRoute({
@@ -30,6 +31,8 @@ export function healthRoutes(deps: { database: Database; readiness_timeout_ms: n
         },
       }),
       async (c) => {
+        // A load balancer stops routing here as soon as the shutdown begins, before the listener closes.
+        if (deps.lifecycle?.draining) throw new TallyError("service_unavailable", "this process is shutting down");
         let timer: NodeJS.Timeout | undefined;
         const timeout = new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error("readiness probe timed out")), deps.readiness_timeout_ms);

@@ -1,4 +1,5 @@
 import { databaseErrorCode, type Queryable } from "../../db/port.js";
+import { outsideRequestScope } from "../../db/pool-gate.js";
 import { TallyError } from "../../errors.js";
 import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
@@ -160,7 +161,9 @@ export class GroupCommitter {
       const group = this.take();
       if (group.length === 0) continue;
       this.in_flight = true;
-      void this.run(group);
+      // A flush serves every request in it, and the next flush starts from this one's callback: neither may inherit
+      // the deadline or the connection-wait budget of the request that happened to start the chain.
+      void outsideRequestScope(() => this.run(group));
     }
   }
 
