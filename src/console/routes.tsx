@@ -3,6 +3,7 @@ import { Hono, type Context } from "hono";
 import { bodyLimit } from "hono/body-limit";
 import type { ContentfulStatusCode } from "hono/utils/http-status";
 import { z } from "zod";
+import { FAILED_AUTHENTICATION_DEFAULTS, FailedAuthentications } from "../auth/failed-authentications.js";
 import type { Principal, Scope } from "../auth/scopes.js";
 import { CREDIT_TYPES, ENTRY_TYPES, type EntryType } from "../db/schema.js";
 import { ERROR_CATALOGUE, TallyError } from "../errors.js";
@@ -128,11 +129,19 @@ export function consoleRoutes(deps: ConsoleDependencies) {
   app.get("/console/assets/live.js", (c) => c.body(LIVE_JS, 200, { "Content-Type": "text/javascript; charset=utf-8", "Cache-Control": "max-age=300" }));
 
   app.get("/console/sign-in", (c) => c.html(<SignInPage />));
+  // Failed sign-ins count per client address, as failed bearer authentications do (src/auth/failed-authentications.ts).
+  const failures = deps.authenticators.failed_authentications ?? new FailedAuthentications(FAILED_AUTHENTICATION_DEFAULTS);
   app.post("/console/sign-in", async (c) => {
+    const address = (c.env as { incoming?: { socket?: { remoteAddress?: string } } } | undefined)?.incoming?.socket?.remoteAddress;
+    const throttled_s = address === undefined ? 0 : failures.throttledFor(address);
+    if (throttled_s > 0) return c.html(<SignInPage error={`Too many failed sign-ins from this address; try again in ${throttled_s} s.`} />, 429);
     const form = await c.req.parseBody();
     const credential = typeof form.credential === "string" ? form.credential.trim() : "";
     const principal = credential.length > 0 && credential.length <= 4096 ? await signIn(c, deps, credential) : undefined;
-    if (!principal) return c.html(<SignInPage error="That key or token is not valid." />, 401);
+    if (!principal) {
+      if (address !== undefined) failures.record(address);
+      return c.html(<SignInPage error="That key or token is not valid." />, 401);
+    }
     return c.redirect(principal.kind === "user" ? `/console/accounts/${encodeURIComponent(principal.account_id)}` : "/console/accounts", 303);
   });
 

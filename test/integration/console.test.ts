@@ -124,8 +124,12 @@ describe("console in a browser", () => {
     await page.getByLabel("Type").selectOption("bonus");
     await page.getByLabel("Amount").fill("7.5");
     await page.getByLabel("Description").fill("console bonus");
+    const key = await page.locator("input[name=idempotency_key]").inputValue();
+    expect(key).toMatch(/^console-[0-9a-f-]{36}$/);
     await page.getByRole("button", { name: "Review" }).click();
     await page.waitForSelector("text=Confirm and post");
+    // The key was made with the form page and carried through review, so resending any step reuses it.
+    expect(await page.locator("input[name=idempotency_key]").inputValue()).toBe(key);
     expect((await page.getByTestId("confirm-amount").innerText()).trim()).toBe("7.5");
     await page.screenshot({ path: `${SCREENSHOTS}/confirm.png` });
     const before = await entryCount(id);
