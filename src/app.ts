@@ -23,6 +23,11 @@ import { historyRoutes } from "./http/routes/history.js";
 import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
+import { docsRoutes } from "./http/routes/docs.js";
+import { keyRoutes } from "./http/routes/keys.js";
+import { openApiDocument } from "./http/openapi/document.js";
+import { createMetrics } from "./metrics/metrics.js";
+import { metricsRoutes } from "./metrics/route.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 import { databaseSigner, type Signer } from "./signing/signer.js";
@@ -51,6 +56,8 @@ export function createApp(deps: AppDependencies) {
   const signer = deps.signer ?? databaseSigner(deps.database);
 
   app.use(requestId({ headerName: "X-Request-Id" }));
+  const metrics = createMetrics({ database: deps.database, ledger: deps.ledger });
+  app.use(metrics.middleware);
   app.use(requestLog(logger));
   if (limits.cors_origins.length > 0) {
     app.use(cors({ origin: limits.cors_origins, allowHeaders: ["Authorization", "Content-Type", "X-Request-Id"], exposeHeaders: ["X-Request-Id", "Idempotent-Replayed"] }));
@@ -66,6 +73,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", postingRoutes({ ledger: deps.ledger }));
   app.route("/", historyRoutes({ ledger: deps.ledger, signer }));
   app.route("/", eventRoutes({ ledger: deps.ledger, limits: deps.stream_limits }));
+  app.route("/", keyRoutes({ orm: deps.database.orm }));
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
@@ -76,14 +84,10 @@ export function createApp(deps: AppDependencies) {
     scheme: "bearer",
     description: "A service key (`tk_…`), the bootstrap admin key, or an end-user JWT whose `sub` is the account id.",
   });
-  app.doc31("/openapi.json", {
-    openapi: "3.1.0",
-    info: {
-      title: "tally",
-      version: "1",
-      description: "Append-only, event-sourced credit ledger for usage-billed APIs. Errors are RFC 9457 problem+json with a stable `code`.",
-    },
-  });
+  const document = openApiDocument(app);
+  app.get("/openapi.json", (c) => c.json(document()));
+  app.route("/", docsRoutes());
+  app.route("/", metricsRoutes({ metrics, authenticators: deps.authenticators }));
 
   app.notFound((c) => problemResponse(c, "not_found", `no route for ${c.req.method} ${c.req.path}`));
   app.onError((error, c) => {

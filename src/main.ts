@@ -13,6 +13,7 @@ import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { configureGroupCommit } from "./ledger/posting/group-commit.js";
 import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { createLogger } from "./logger.js";
+import { instrumentPool } from "./metrics/pool.js";
 import { databaseSigner } from "./signing/signer.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
@@ -47,6 +48,8 @@ async function main(): Promise<void> {
     }
     throw error;
   }
+  // Counts operations in flight for the tally_db_pool_connections gauge (/metrics).
+  database = instrumentPool(database, config.DATABASE_URL ? config.DATABASE_POOL_MAX : 1);
   const ledger = createLedgerContext({
     database,
     logger,

@@ -7,6 +7,7 @@ export const SCOPES = [
   "accounts:write",
   "events:read",
   "admin",
+  "metrics:read",
   "transfers:write",
 ] as const;
 export type Scope = (typeof SCOPES)[number];

@@ -32,6 +32,7 @@ export function looksLikeServiceKey(token: string): boolean {
 interface CachedKey {
   secret_hash: Buffer | undefined; // undefined: no such active key
   scopes: ReadonlySet<Scope>;
+  expires_at_ms: number | undefined;
   fetched_at_ms: number;
 }
 
@@ -90,6 +91,7 @@ export class ServiceKeyVerifier {
       stored = await this.lookup(id);
     }
     if (!stored.secret_hash) return undefined;
+    if (stored.expires_at_ms !== undefined && this.now_ms() >= stored.expires_at_ms) return undefined;
     if (!timingSafeEqual(stored.secret_hash, sha256(secret))) return undefined;
     return { key_id: id, scopes: stored.scopes };
   }
@@ -134,13 +136,14 @@ export class ServiceKeyVerifier {
 
   private async lookup(id: string): Promise<CachedKey> {
     this.lookups_total++;
-    const [row] = await this.select<{ secret_hash: string; scopes: string[] }>(
-      "SELECT secret_hash, scopes FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
+    const [row] = await this.select<{ secret_hash: string; scopes: string[]; expires_at: Date | string | null }>(
+      "SELECT secret_hash, scopes, expires_at FROM api_keys WHERE id = $1 AND revoked_at IS NULL",
       [id],
     );
     const entry: CachedKey = {
       secret_hash: row ? Buffer.from(row.secret_hash, "hex") : undefined,
       scopes: new Set((row?.scopes ?? []) as Scope[]),
+      expires_at_ms: row?.expires_at ? new Date(row.expires_at).getTime() : undefined,
       fetched_at_ms: this.now_ms(),
     };
     this.cache.delete(id);
@@ -183,16 +186,20 @@ export function matchesAdminKey(token: string, admin_key: string | undefined): b
 
 export async function createServiceKey(
   orm: Orm,
-  input: { name: string; scopes: Scope[] },
-): Promise<{ id: string; key: string }> {
+  input: { name: string; scopes: Scope[]; expires_at?: string },
+): Promise<{ id: string; key: string; created_at: string }> {
   const generated = generateServiceKey();
-  await orm.insert(apiKeys).values({
-    id: generated.id,
-    name: input.name,
-    secretHash: generated.secret_hash,
-    scopes: input.scopes,
-  });
-  return { id: generated.id, key: generated.key };
+  const [row] = await orm
+    .insert(apiKeys)
+    .values({
+      id: generated.id,
+      name: input.name,
+      secretHash: generated.secret_hash,
+      scopes: input.scopes,
+      expiresAt: input.expires_at ?? null,
+    })
+    .returning({ created_at: apiKeys.createdAt });
+  return { id: generated.id, key: generated.key, created_at: row!.created_at };
 }
 
 export async function revokeServiceKey(orm: Orm, id: string): Promise<boolean> {
@@ -204,6 +211,9 @@ export async function revokeServiceKey(orm: Orm, id: string): Promise<boolean> {
   return rows.length > 0;
 }
 
+/** Keys are made by hand, a few per integration; a listing stops here rather than grow without bound. */
+export const SERVICE_KEYS_LISTED_MAX = 1000;
+
 export async function listServiceKeys(orm: Orm) {
   return orm
     .select({
@@ -212,7 +222,9 @@ export async function listServiceKeys(orm: Orm) {
       scopes: apiKeys.scopes,
       created_at: apiKeys.createdAt,
       revoked_at: apiKeys.revokedAt,
+      expires_at: apiKeys.expiresAt,
     })
     .from(apiKeys)
-    .orderBy(apiKeys.createdAt);
+    .orderBy(apiKeys.createdAt)
+    .limit(SERVICE_KEYS_LISTED_MAX);
 }

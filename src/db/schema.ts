@@ -167,6 +167,8 @@ export const apiKeys = pgTable(
     scopes: text("scopes").array().notNull(),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "string" }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true, mode: "string" }),
+    /** A key is refused from this moment on; null: it never expires. */
+    expiresAt: timestamp("expires_at", { withTimezone: true, mode: "string" }),
   },
   (table) => [check("api_keys_id_format", sql`${table.id} ~ '^[0-9a-f]{16}$'`)],
 );

@@ -4,6 +4,9 @@ import { ERROR_CATALOGUE, type ErrorCode } from "../errors.js";
 
 export const PROBLEM_MEDIA_TYPE = "application/problem+json";
 
+/** Sent as `Retry-After` with every 503. */
+export const RETRY_AFTER_SECONDS = 1;
+
 export const ProblemSchema = z
   .object({
     type: z.string().openapi({ example: "https://tally.dev/problems/validation_failed" }),
@@ -30,7 +33,12 @@ export function problemResponse(c: Context, code: ErrorCode, detail: string, ext
   const body = problemBody(code, detail, { ...extensions, ...(requestId ? { request_id: requestId } : {}) });
   return new Response(JSON.stringify(body), {
     status: body.status,
-    headers: { "content-type": PROBLEM_MEDIA_TYPE, ...(requestId ? { "x-request-id": requestId } : {}) },
+    headers: {
+      "content-type": PROBLEM_MEDIA_TYPE,
+      ...(requestId ? { "x-request-id": requestId } : {}),
+      // Every 503 is transient (the database, a stream limit): tell clients when to come back.
+      ...(body.status === 503 ? { "retry-after": String(RETRY_AFTER_SECONDS) } : {}),
+    },
   });
 }
 

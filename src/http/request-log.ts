@@ -2,7 +2,22 @@ import type { MiddlewareHandler } from "hono";
 import type { Logger } from "../logger.js";
 import type { AppEnv } from "./env.js";
 
-/** One log line per request: id, method, path (never the query or headers), status, time taken, caller. */
+/**
+ * The trace id of a W3C `traceparent` header (version-traceid-parentid-flags), so a request line can be found from
+ * the caller's trace. Anything malformed, the invalid version ff, or an all-zero id is ignored (the spec says to
+ * treat them as absent).
+ */
+const TRACEPARENT = /^([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}(-.*)?$/;
+export function traceId(header: string | undefined): string | undefined {
+  const match = header === undefined || header.length > 512 ? null : TRACEPARENT.exec(header.trim());
+  if (!match) return undefined;
+  const [, version, trace, parent] = match as unknown as [string, string, string, string];
+  if (version === "ff" || (version === "00" && match[4] !== undefined)) return undefined;
+  if (/^0+$/.test(trace) || /^0+$/.test(parent)) return undefined;
+  return trace;
+}
+
+/** One log line per request: id, trace id, method, path (never the query or headers), status, time taken, caller. */
 export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
   return async (c, next) => {
     const started = performance.now();
@@ -13,6 +28,7 @@ export function requestLog(logger: Logger): MiddlewareHandler<AppEnv> {
     logger.info(
       {
         request_id: c.get("requestId"),
+        trace_id: traceId(c.req.header("traceparent")),
         method: c.req.method,
         path: c.req.path,
         status: c.res.status,

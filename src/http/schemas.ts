@@ -21,6 +21,9 @@ export const AccountIdSchema = z
   .regex(/^[A-Za-z0-9._:@-]{1,128}$/, "must be 1-128 characters of A-Z a-z 0-9 . _ : @ -")
   .openapi({ example: "org_42" });
 
+/** How tally writes an amount it answers with (balances and deltas may be negative). */
+export const SIGNED_AMOUNT_PATTERN = "^-?(0|[1-9][0-9]*)(\\.[0-9]{1,9})?$";
+
 export const AmountSchema = z
   .string()
   .max(40)
@@ -30,6 +33,7 @@ export const AmountSchema = z
   })
   .openapi({
     description: "Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.",
+    pattern: "^(0|[1-9][0-9]{0,15})(\\.[0-9]{1,9})?$",
     example: "0.000000405",
   });
 
@@ -133,8 +137,8 @@ export const EntrySchema = z
     id: z.uuid(),
     account_id: z.string(),
     type: EntryTypeSchema,
-    amount: z.string().openapi({ example: "0.000000405" }),
-    delta: z.string().openapi({ description: "Signed change to the balance.", example: "-0.000000405" }),
+    amount: z.string().openapi({ pattern: SIGNED_AMOUNT_PATTERN, example: "0.000000405" }),
+    delta: z.string().openapi({ description: "Signed change to the balance.", pattern: SIGNED_AMOUNT_PATTERN, example: "-0.000000405" }),
     idempotency_key: z.string(),
     batch_id: z.uuid().nullable(),
     description: z.string().nullable(),
@@ -179,7 +183,7 @@ export const ExpiringNextSchema = z
 export const BalanceSchema = z
   .object({
     account_id: z.string(),
-    balance: z.string().openapi({ example: "12.5" }),
+    balance: z.string().openapi({ pattern: SIGNED_AMOUNT_PATTERN, example: "12.5" }),
     available: AvailableSchema,
     expiring_next: ExpiringNextSchema,
   })

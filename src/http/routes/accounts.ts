@@ -33,6 +33,7 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       createRoute({
         method: "post",
         path: "/v1/accounts",
+        operationId: "createAccount",
         summary: "Create an account (or return the existing one)",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -54,6 +55,7 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       createRoute({
         method: "get",
         path: "/v1/accounts/{id}",
+        operationId: "getAccount",
         summary: "An account with its balance",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -74,6 +76,7 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       createRoute({
         method: "get",
         path: "/v1/accounts",
+        operationId: "listAccounts",
         summary: "Accounts in id order, with balances",
         tags: ["accounts"],
         security: BEARER_SECURITY,
@@ -103,6 +106,7 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       createRoute({
         method: "get",
         path: "/v1/me",
+        operationId: "getOwnBalance",
         summary: "The balance of the token's own account",
         tags: ["me"],
         security: BEARER_SECURITY,
@@ -126,6 +130,7 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       createRoute({
         method: "post",
         path: "/v1/me",
+        operationId: "createOwnAccount",
         summary: "Create the token's own account (or return it)",
         tags: ["me"],
         security: BEARER_SECURITY,

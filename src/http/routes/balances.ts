@@ -43,6 +43,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "get",
         path: "/v1/balances/{account_id}",
+        operationId: "getBalance",
         summary: "One account's balance",
         tags: ["balances"],
         security: BEARER_SECURITY,
@@ -68,6 +69,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/balances/query",
+        operationId: "queryBalances",
         summary: `Balances of up to ${BULK_BALANCE_ACCOUNTS_MAX} accounts in one query`,
         tags: ["balances"],
         security: BEARER_SECURITY,
@@ -102,6 +104,7 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/balances/check",
+        operationId: "checkBalance",
         summary: "Would a debit of this amount fit? (advisory; reserves nothing)",
         tags: ["balances"],
         security: BEARER_SECURITY,

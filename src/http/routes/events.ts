@@ -33,6 +33,16 @@ const EventIdSchema = z
   .regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id")
   .refine((value) => BigInt(value) <= EVENT_ID_MAX, "must be an event id");
 
+const SseStreamSchema = z.string().openapi({
+  // OpenAPI 3.1 cannot type the messages of a stream (3.2's itemSchema can), so the data is described in words.
+  description:
+    "text/event-stream messages. Each `data:` line is one JSON object: `id` (decimal string, increasing in commit " +
+    "order, with gaps), `type` (`balance_restored` or `balance_depleted`), `account_id`, `balance` (decimal string, " +
+    "the balance when the event was emitted) and `time` (ISO 8601).",
+  example:
+    'id: 1\n\nevent: balance_restored\ndata: {"id":"2","type":"balance_restored","account_id":"org_99","balance":"10","time":"2026-11-21T20:07:08.787Z"}\nid: 2\n\n',
+});
+
 export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits }) {
   const { ledger } = deps;
   const limits = deps.limits ?? DEFAULT_STREAM_LIMITS;
@@ -41,6 +51,7 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
     createRoute({
       method: "get",
       path: "/v1/events",
+      operationId: "streamEvents",
       summary: "Server-Sent Events stream of balance_restored and balance_depleted events",
       description:
         "Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=<id>`; without either, " +
@@ -55,7 +66,13 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
         headers: z.object({ "last-event-id": EventIdSchema.optional() }),
       },
       responses: {
-        200: { description: "The event stream", content: { "text/event-stream": { schema: z.string() } } },
+        200: {
+          description:
+            "A Server-Sent Events stream (never JSON). It opens with an id-only message (`id: <cursor>`), then sends one " +
+            "message per event: `event:` its type, `data:` the event as one line of JSON , " +
+            "`id:` its id. `: heartbeat` comments come after 15 s without events.",
+          content: { "text/event-stream": { schema: SseStreamSchema } },
+        },
         ...errorResponses("validation_failed", "unauthorized", "forbidden", "stream_limit_reached"),
       },
     }),

@@ -13,8 +13,10 @@ export function healthRoutes(deps: { database: Database; readiness_timeout_ms: n
       createRoute({
         method: "get",
         path: "/health",
+        operationId: "getHealth",
         summary: "The process is up",
         tags: ["health"],
+        security: [],
         responses: { 200: { description: "Up", content: { "application/json": { schema: StatusSchema } } } },
       }),
       (c) => c.json({ status: "ok" as const }, 200),
@@ -23,8 +25,10 @@ export function healthRoutes(deps: { database: Database; readiness_timeout_ms: n
       createRoute({
         method: "get",
         path: "/ready",
+        operationId: "getReadiness",
         summary: "The database answers",
         tags: ["health"],
+        security: [],
         responses: {
           200: { description: "Ready", content: { "application/json": { schema: StatusSchema } } },
           ...errorResponses("service_unavailable"),

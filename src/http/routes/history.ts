@@ -212,6 +212,7 @@ export function historyRoutes(deps: HistoryDependencies) {
       createRoute({
         method: "get",
         path: "/v1/accounts/{id}/entries",
+        operationId: "listAccountEntries",
         summary: "An account's history, batches grouped, with running balances",
         tags: ["history"],
         security: BEARER_SECURITY,
@@ -229,6 +230,7 @@ export function historyRoutes(deps: HistoryDependencies) {
       createRoute({
         method: "get",
         path: "/v1/me/entries",
+        operationId: "listOwnEntries",
         summary: "The token's own history",
         tags: ["me"],
         security: BEARER_SECURITY,
@@ -242,6 +244,7 @@ export function historyRoutes(deps: HistoryDependencies) {
       createRoute({
         method: "get",
         path: "/v1/entries",
+        operationId: "listEntries",
         summary: "Entries across all accounts, newest first (admin; not grouped)",
         tags: ["history"],
         security: BEARER_SECURITY,
@@ -275,6 +278,7 @@ export function historyRoutes(deps: HistoryDependencies) {
       createRoute({
         method: "get",
         path: "/v1/entries/{entry_id}",
+        operationId: "getEntry",
         summary: "One entry (admin, a key with history:read, or the owning user)",
         tags: ["history"],
         security: BEARER_SECURITY,
@@ -312,6 +316,7 @@ export function historyRoutes(deps: HistoryDependencies) {
       createRoute({
         method: "get",
         path: "/v1/accounts/{id}/stats",
+        operationId: "getAccountStats",
         summary: "Totals and a time series over [from, to)",
         tags: ["history"],
         security: BEARER_SECURITY,

@@ -12,6 +12,7 @@ import { authorizeAccounts, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { BODY_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
+import { ledgerCounters } from "../../metrics/ledger-counters.js";
 import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
 import {
   AccountIdSchema,
@@ -42,13 +43,19 @@ const common = {
   description: DescriptionSchema.optional(),
   metadata: MetadataSchema.optional(),
 };
-const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest");
+const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest", {
+  example: { account_id: "org_42", amount: "0.000405", idempotency_key: "req_01J9ZP3K6X", description: "gpt-x completion", metadata: { model: "gpt-x", input_tokens: 812, output_tokens: 117 } },
+});
 const UsageBatchSchema = z
   .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
-  .openapi("UsageBatchRequest");
+  .openapi("UsageBatchRequest", {
+    example: { entries: [{ account_id: "org_42", amount: "0.0012", idempotency_key: "req_01J9ZP4A01" }, { account_id: "org_7", amount: "0.5", idempotency_key: "req_01J9ZP4A03" }] },
+  });
 const CreditSchema = z
   .strictObject({ ...common, type: CreditTypeSchema, expires_at: ExpiresAtSchema.optional(), priority: LotPrioritySchema.optional() })
-  .openapi("CreditRequest");
+  .openapi("CreditRequest", {
+    example: { account_id: "org_42", type: "purchase", amount: "25", idempotency_key: "stripe_pi_3PqK8", description: "Top-up" },
+  });
 const DebitSchema = z
   .strictObject({
     ...common,
@@ -57,7 +64,7 @@ const DebitSchema = z
       .default(false)
       .openapi({ description: "When false (the default) a debit the balance cannot cover is refused with 409." }),
   })
-  .openapi("DebitRequest");
+  .openapi("DebitRequest", { example: { account_id: "org_42", amount: "5", idempotency_key: "chargeback_1183", allow_overdraft: false } });
 
 type PostingBody = z.infer<typeof UsageSchema> & { batch_id?: string };
 
@@ -86,6 +93,7 @@ function respond(c: Context<AppEnv>, result: PostResult) {
     c.header(REPLAYED_HEADER, "true");
     return c.json(result.entry, 200);
   }
+  ledgerCounters.posted_rows.inc({ type: result.entry.type });
   return c.json(result.entry, 201);
 }
 
@@ -96,6 +104,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/usage",
+        operationId: "postUsage",
         summary: "Post one usage row (never refused for lack of balance)",
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -113,6 +122,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/usage/batch",
+        operationId: "postUsageBatch",
         summary: `Post up to ${BATCH_ROWS_MAX} usage rows, all or nothing`,
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -140,6 +150,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
           ledger,
           entries.map((entry) => toRequest("usage", entry)),
         );
+        ledgerCounters.posted_rows.inc({ type: "usage" }, result.inserted);
         return c.json(result, 200);
       },
     )
@@ -147,6 +158,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/credits",
+        operationId: "postCredit",
         summary: "Post a credit: purchase, grant, refund or bonus; every credit is a lot, optionally expiring and prioritised",
         tags: ["postings"],
         security: BEARER_SECURITY,
@@ -172,6 +184,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
       createRoute({
         method: "post",
         path: "/v1/debits",
+        operationId: "postDebit",
         summary: "Post a removal; refused with 409 if the balance cannot cover it, unless allow_overdraft",
         tags: ["postings"],
         security: BEARER_SECURITY,

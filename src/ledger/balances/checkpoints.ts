@@ -1,6 +1,7 @@
 import type { Queryable } from "../../db/port.js";
 import type { FoldPolicy, LedgerContext } from "../core/context.js";
 import { chunkEndSql, FOLD_CHUNKS_MAX, FOLD_CHUNK_ROWS } from "../core/fold-chunk.js";
+import { ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /**
  * Folds a chunk of an account's finished entries into its checkpoint.
@@ -68,7 +69,9 @@ export async function refreshQuietly(context: LedgerContext, account_ids: Iterab
   for (const account_id of account_ids) {
     try {
       await refreshCheckpoint(context.database, account_id, context.fold_policy);
+      ledgerCounters.checkpoint_refreshes.inc({ outcome: "ok" });
     } catch (error) {
+      ledgerCounters.checkpoint_refreshes.inc({ outcome: "failed" });
       context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
     }
   }

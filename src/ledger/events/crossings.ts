@@ -5,6 +5,7 @@ import { CHECKPOINT_BALANCE, checkpointJoinsCapped } from "../balances/balance-s
 import { refreshCheckpoint } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { chunkEndSql } from "../core/fold-chunk.js";
+import { counted, ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /**
  * Zero crossings: telling gateways when an account's balance goes back above zero, without ever missing one.
@@ -169,6 +170,14 @@ export async function evaluateCrossing(
   account_id: string,
   options: { observed_at_or_below_zero: boolean },
 ): Promise<BalanceEvent | undefined> {
+  return counted(ledgerCounters.crossing_evaluations, () => evaluate(context, account_id, options));
+}
+
+async function evaluate(
+  context: LedgerContext,
+  account_id: string,
+  options: { observed_at_or_below_zero: boolean },
+): Promise<BalanceEvent | undefined> {
   const { chunk_rows, chunks_max } = context.fold_policy;
   let deltaCapped = true;
   let creditsCapped = true;
@@ -192,7 +201,10 @@ export async function evaluateCrossing(
       return { kind: "evaluated", event: await decide(transaction, context, account_id, state!, options) } as const;
     });
     if (outcome.kind === "evaluated") {
-      if (outcome.event) context.events.hub.publish(outcome.event);
+      if (outcome.event) {
+        ledgerCounters.events_emitted.inc({ type: outcome.event.type });
+        context.events.hub.publish(outcome.event);
+      }
       return outcome.event;
     }
     if (outcome.kind === "fold_checkpoint") {

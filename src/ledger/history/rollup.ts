@@ -1,6 +1,7 @@
 import type { Queryable } from "../../db/port.js";
 import type { LedgerContext } from "../core/context.js";
 import { chunkEndSql } from "../core/fold-chunk.js";
+import { counted, ledgerCounters } from "../../metrics/ledger-counters.js";
 
 /** Advisory-lock namespace for per-account roll-ups. */
 const ROLLUP_LOCK_NAMESPACE = 4;
@@ -63,6 +64,10 @@ SELECT chunk.boundary >= horizon.boundary AS caught_up FROM chunk, horizon`;
  * returns whether it caught up. A reader that gets false groups the rows not yet folded on the fly.
  */
 export async function rollUpBatches(context: LedgerContext, account_id: string): Promise<boolean> {
+  return counted(ledgerCounters.rollups, () => rollUp(context, account_id), (caught_up) => (caught_up ? "ok" : "skipped"));
+}
+
+async function rollUp(context: LedgerContext, account_id: string): Promise<boolean> {
   for (let chunk = 0; chunk < context.fold_policy.chunks_max; chunk++) {
     const outcome = await context.database.transaction(async (transaction: Queryable) => {
       const [lock] = await transaction.query<{ locked: boolean }>(
