@@ -5,6 +5,7 @@ import { HTTPException } from "hono/http-exception";
 import { requestId } from "hono/request-id";
 import type { Database } from "./db/port.js";
 import { databaseProblem } from "./db/database-errors.js";
+import { consoleRoutes } from "./console/routes.js";
 import { TallyError } from "./errors.js";
 import { authenticate, type Authenticators } from "./http/auth.js";
 import { bodyCap, strictJsonBody } from "./http/body.js";
@@ -42,6 +43,8 @@ export interface AppDependencies {
   signer?: Signer;
   /** Set by the process entry; while draining, /ready answers 503. */
   lifecycle?: Lifecycle;
+  /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
+  console_enabled?: boolean;
 }
 
 const RETRY_AFTER_SECONDS = 1;
@@ -74,6 +77,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
+  if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {
     type: "http",

@@ -63,6 +63,8 @@ export const configSchema = z
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000, 600_000),
     /** Failed authentications one client address may make per minute before unknown credentials get 429. */
     AUTH_FAILURES_PER_MINUTE_MAX: positiveInt(30, 1_000_000),
+    // The admin console at /console (src/console/).
+    CONSOLE_ENABLED: booleanFlag(true),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

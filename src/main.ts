@@ -77,6 +77,7 @@ async function main(): Promise<void> {
     ledger,
     logger,
     signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
+    console_enabled: config.CONSOLE_ENABLED,
     authenticators: {
       service_keys: new ServiceKeyVerifier(database),
       failed_authentications: new FailedAuthentications({

@@ -96,6 +96,19 @@ export class ServiceKeyVerifier {
     return { key_id: id, scopes: stored.scopes };
   }
 
+  /**
+   * The key's id and scopes from its id and the SHA-256 of its secret, as a console session keeps them (never the
+   * secret itself); undefined when the key is unknown, revoked or the hash differs. Same cache, so a revocation
+   * ends a console session within KEY_CACHE_TTL_MS too.
+   */
+  async verifyHash(id: string, secret_hash_hex: string): Promise<{ key_id: string; scopes: ReadonlySet<Scope> } | undefined> {
+    if (!/^[0-9a-f]{16}$/.test(id) || !/^[0-9a-f]{64}$/.test(secret_hash_hex)) return undefined;
+    const stored = this.freshCached(id) ?? (await this.lookup(id));
+    if (!stored.secret_hash) return undefined;
+    if (!timingSafeEqual(stored.secret_hash, Buffer.from(secret_hash_hex, "hex"))) return undefined;
+    return { key_id: id, scopes: stored.scopes };
+  }
+
   private freshCached(id: string): CachedKey | undefined {
     const cached = this.cache.get(id);
     return cached && this.now_ms() - cached.fetched_at_ms < KEY_CACHE_TTL_MS ? cached : undefined;
@@ -151,6 +164,18 @@ export class ServiceKeyVerifier {
       .from(apiKeys)
       .where(and(eq(apiKeys.id, parameters[0] as string), isNull(apiKeys.revokedAt)))) as unknown as Row[];
   }
+}
+
+/** A service key's id and the SHA-256 of its secret (what is stored), or undefined when it is not shaped like one. */
+export function serviceKeyReference(token: string): { id: string; secret_hash: string } | undefined {
+  const match = KEY_PATTERN.exec(token);
+  if (!match) return undefined;
+  return { id: match[1]!, secret_hash: sha256(match[2]!).toString("hex") };
+}
+
+/** The SHA-256 of a token in hex: what a console session keeps to recognise the admin key without holding it. */
+export function tokenHash(token: string): string {
+  return sha256(token).toString("hex");
 }
 
 /** Compares a presented token with the bootstrap admin key in constant time (hashing first equalizes lengths). */

@@ -60,6 +60,22 @@ export function authenticate(authenticators: Authenticators): MiddlewareHandler<
   };
 }
 
+/** The principal a bearer token stands for, or undefined; shared by the API and the console's sign-in. */
+export async function resolvePrincipal(authenticators: Authenticators, token: string): Promise<Principal | undefined> {
+  if (matchesAdminKey(token, authenticators.admin_key)) {
+    return { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
+  }
+  if (looksLikeServiceKey(token)) {
+    const key = await authenticators.service_keys.verify(token);
+    return key ? { kind: "service", key_id: key.key_id, scopes: key.scopes } : undefined;
+  }
+  if (authenticators.jwt) {
+    const account_id = await authenticators.jwt.verify(token);
+    return account_id ? { kind: "user", account_id } : undefined;
+  }
+  return undefined;
+}
+
 /** Whether the principal holds `scope` (admin implies every scope; an end user holds only the read scopes). */
 export function allows(principal: Principal, scope: Scope): boolean {
   if (principal.kind === "user") return USER_SCOPES.has(scope);
