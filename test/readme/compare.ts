@@ -28,6 +28,8 @@ export function parseOutput(text: string): Output {
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+const UUID_INSIDE = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/i;
+const UUID_INSIDE_ALL = new RegExp(UUID_INSIDE.source, "gi");
 const TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$/;
 const SERVICE_KEY = /^tk_[0-9a-f]{80}$/;
 const KEY_ID = /^[0-9a-f]{16}$/;
@@ -42,6 +44,8 @@ export function mask(value: unknown, key?: string): unknown {
   if (key !== undefined && MASKED_KEYS[key]) return MASKED_KEYS[key];
   if (UUID.test(value)) return "<uuid>";
   if (TIME.test(value)) return "<time>";
+  // Server-made strings that embed an id of the run ("hold capture <id>", "transfer:<id>", a detail naming an entry).
+  if (UUID_INSIDE.test(value)) return value.replace(UUID_INSIDE_ALL, "<uuid>");
   if (SERVICE_KEY.test(value)) return "<secret>";
   if (KEY_ID.test(value)) return "<key-id>";
   return value;
