@@ -147,9 +147,16 @@ describe("a simulated gateway never stays blocked on a positive balance", () => 
   class Gateway {
     readonly blocked = new Set<string>();
     private pending: Promise<unknown>[] = [];
+    // Answers can arrive out of order (docs/design.md §14, examples/gateway.ts): every read takes a ticket when it
+    // starts, and an answer older than the last one applied to its account is dropped.
+    private nextTicket = 1;
+    private readonly appliedTicket = new Map<string, number>();
     constructor(private readonly accounts: Set<string>) {}
     async read(account: string): Promise<void> {
+      const ticket = this.nextTicket++;
       const response = await harness.get(`/v1/balances/${account}`);
+      if (ticket < (this.appliedTicket.get(account) ?? 0)) return;
+      this.appliedTicket.set(account, ticket);
       if (numericToNanos(response.body.balance) <= 0n) this.blocked.add(account);
       else this.blocked.delete(account);
     }
