@@ -39,18 +39,8 @@ export function authenticate(authenticators: Authenticators): MiddlewareHandler<
       new TallyError("too_many_failed_authentications", `too many failed authentications from this address; retry in ${throttled_s} s`, {
         retry_after_s: throttled_s,
       });
-    let principal: Principal | undefined;
-    if (matchesAdminKey(token, authenticators.admin_key)) {
-      principal = { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
-    } else if (looksLikeServiceKey(token)) {
-      const key = throttled_s > 0 ? await authenticators.service_keys.verifyKnown(token) : await authenticators.service_keys.verify(token);
-      if (key === "needs_refresh") throw throttle();
-      if (key) principal = { kind: "service", key_id: key.key_id, scopes: key.scopes };
-    } else if (authenticators.jwt) {
-      if (throttled_s > 0) throw throttle();
-      const account_id = await authenticators.jwt.verify(token);
-      if (account_id) principal = { kind: "user", account_id };
-    }
+    const principal = await resolve(authenticators, token, throttled_s > 0);
+    if (principal === "throttled") throw throttle();
     if (!principal) {
       if (address !== undefined) failures.record(address);
       throw new TallyError("unauthorized", "the credentials are not valid");
@@ -60,16 +50,27 @@ export function authenticate(authenticators: Authenticators): MiddlewareHandler<
   };
 }
 
-/** The principal a bearer token stands for, or undefined; shared by the API and the console's sign-in. */
+/** The principal a bearer token stands for, or undefined; the console's sign-in resolves tokens as the API does. */
 export async function resolvePrincipal(authenticators: Authenticators, token: string): Promise<Principal | undefined> {
+  const principal = await resolve(authenticators, token, false);
+  return principal === "throttled" ? undefined : principal;
+}
+
+/**
+ * The admin key, a service key or an end-user JWT. A throttled caller (too many failed authentications) is still
+ * served for credentials this process already knows; anything that would need a lookup answers "throttled".
+ */
+async function resolve(authenticators: Authenticators, token: string, throttled: boolean): Promise<Principal | undefined | "throttled"> {
   if (matchesAdminKey(token, authenticators.admin_key)) {
     return { kind: "service", key_id: "admin", scopes: new Set<Scope>(["admin"]) };
   }
   if (looksLikeServiceKey(token)) {
-    const key = await authenticators.service_keys.verify(token);
+    const key = throttled ? await authenticators.service_keys.verifyKnown(token) : await authenticators.service_keys.verify(token);
+    if (key === "needs_refresh") return "throttled";
     return key ? { kind: "service", key_id: key.key_id, scopes: key.scopes } : undefined;
   }
   if (authenticators.jwt) {
+    if (throttled) return "throttled";
     const account_id = await authenticators.jwt.verify(token);
     return account_id ? { kind: "user", account_id } : undefined;
   }
