@@ -1,49 +1,19 @@
 /**
  * The corrections on the embedded store (PGlite): the same SQL, advisory locks and migrations, one connection.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp } from "../../src/app.js";
-import { ServiceKeyVerifier } from "../../src/auth/service-keys.js";
-import { openDatabase } from "../../src/db/open.js";
-import type { Database } from "../../src/db/port.js";
-import { createLedgerContext } from "../../src/ledger/core/context.js";
-import { createLogger } from "../../src/logger.js";
+import { embeddedApp, openEmbeddedStore, type EmbeddedResponse } from "../support/embedded-app.js";
 
-const ADMIN = "embedded-admin-key-0123456789abcdef0123";
-let dataDir: string;
-let database: Database;
-let call: (method: string, url: string, body?: unknown) => Promise<{ status: number; body: any }>;
+let store: Awaited<ReturnType<typeof openEmbeddedStore>>;
+let call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse>;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), "tally-corrections-"));
-  database = await openDatabase(
-    { DATABASE_URL: undefined, DATA_DIR: dataDir, DATABASE_POOL_MAX: 1, REQUEST_TIMEOUT_MS: 30_000 },
-    { migrate: true },
-  );
-  const logger = createLogger("silent");
-  const app = createApp({
-    database,
-    ledger: createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3 }),
-    logger,
-    authenticators: { service_keys: new ServiceKeyVerifier(database.orm), jwt: undefined, admin_key: ADMIN },
-    limits: { max_body_bytes: 1 << 20, request_timeout_ms: 30_000, cors_origins: [] },
-  });
-  call = async (method, url, body) => {
-    const response = await app.request(url, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, body: await response.json() };
-  };
+  store = await openEmbeddedStore("tally-corrections");
+  call = embeddedApp(store.database).call;
 });
 
 afterAll(async () => {
-  await database?.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await store?.close();
 });
 
 const balanceOf = async (id: string) => (await call("GET", `/v1/balances/${id}`)).body.balance;

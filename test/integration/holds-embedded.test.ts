@@ -2,50 +2,20 @@
  * Holds on the embedded store (PGlite), which the README's first command uses: the same SQL, migrations, advisory
  * locks and conditional updates must run there, on its single connection.
  */
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp } from "../../src/app.js";
-import { ServiceKeyVerifier } from "../../src/auth/service-keys.js";
-import { openDatabase } from "../../src/db/open.js";
-import type { Database } from "../../src/db/port.js";
-import { createLedgerContext } from "../../src/ledger/core/context.js";
-import { createLogger } from "../../src/logger.js";
+import { embeddedApp, openEmbeddedStore, type EmbeddedResponse } from "../support/embedded-app.js";
 
-const ADMIN = "embedded-holds-admin-key-0123456789abcdef";
 const clock = { current: new Date("2026-12-01T12:00:00.000Z") };
-let dataDir: string;
-let database: Database;
-let call: (method: string, url: string, body?: unknown) => Promise<{ status: number; body: any; headers: Headers }>;
+let store: Awaited<ReturnType<typeof openEmbeddedStore>>;
+let call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse>;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), "tally-holds-embedded-"));
-  database = await openDatabase(
-    { DATABASE_URL: undefined, DATA_DIR: dataDir, DATABASE_POOL_MAX: 1, REQUEST_TIMEOUT_MS: 30_000 },
-    { migrate: true },
-  );
-  const logger = createLogger("silent");
-  const app = createApp({
-    database,
-    ledger: createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, now: () => clock.current }),
-    logger,
-    authenticators: { service_keys: new ServiceKeyVerifier(database.orm), jwt: undefined, admin_key: ADMIN },
-    limits: { max_body_bytes: 1 << 20, request_timeout_ms: 30_000, cors_origins: [] },
-  });
-  call = async (method, url, body) => {
-    const response = await app.request(url, {
-      method,
-      headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: response.status, body: (await response.json()) as any, headers: response.headers };
-  };
+  store = await openEmbeddedStore("tally-holds-embedded");
+  call = embeddedApp(store.database, { now: () => clock.current }).call;
 });
 
 afterAll(async () => {
-  await database?.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await store?.close();
 });
 
 describe("holds on the embedded store", () => {

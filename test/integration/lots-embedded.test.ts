@@ -1,55 +1,24 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import { tmpdir } from "node:os";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createApp } from "../../src/app.js";
-import { ServiceKeyVerifier } from "../../src/auth/service-keys.js";
-import { openDatabase } from "../../src/db/open.js";
-import type { Database } from "../../src/db/port.js";
-import { createLedgerContext } from "../../src/ledger/core/context.js";
 import { auditLots } from "../../src/ledger/lots/audit.js";
 import { sweepExpiredLots } from "../../src/ledger/lots/sweep.js";
-import { createLogger } from "../../src/logger.js";
+import { embeddedApp, openEmbeddedStore } from "../support/embedded-app.js";
 import { TestClock } from "../support/harness.js";
 
-const ADMIN = "embedded-admin-key-0123456789abcdef0123";
 const HOUR_MS = 3_600_000;
-let dataDir: string;
-let database: Database;
+let store: Awaited<ReturnType<typeof openEmbeddedStore>>;
 
 beforeAll(async () => {
-  dataDir = await mkdtemp(path.join(tmpdir(), "tally-lots-embedded-"));
-  database = await openDatabase(
-    { DATABASE_URL: undefined, DATA_DIR: dataDir, DATABASE_POOL_MAX: 1, REQUEST_TIMEOUT_MS: 30_000 },
-    { migrate: true },
-  );
+  store = await openEmbeddedStore("tally-lots-embedded");
 });
 
 afterAll(async () => {
-  await database?.close();
-  await rm(dataDir, { recursive: true, force: true });
+  await store?.close();
 });
 
 describe("credit lots on the embedded store", () => {
   it("orders consumption, expires on read and by sweep, voids, lists and audits", async () => {
     const clock = new TestClock();
-    const logger = createLogger("silent");
-    const ledger = createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, clock });
-    const app = createApp({
-      database,
-      ledger,
-      logger,
-      authenticators: { service_keys: new ServiceKeyVerifier(database.orm), jwt: undefined, admin_key: ADMIN },
-      limits: { max_body_bytes: 1 << 20, request_timeout_ms: 30_000, cors_origins: [] },
-    });
-    const call = async (method: string, url: string, body?: unknown) => {
-      const response = await app.request(url, {
-        method,
-        headers: { authorization: `Bearer ${ADMIN}`, "content-type": "application/json" },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      return { status: response.status, body: (await response.json()) as any };
-    };
+    const { ledger, call } = embeddedApp(store.database, { clock });
     const inOneHour = new Date(clock.now().getTime() + HOUR_MS).toISOString();
     expect((await call("POST", "/v1/accounts", { id: "org_lots" })).status).toBe(201);
     const plan = await call("POST", "/v1/credits", { account_id: "org_lots", type: "grant", amount: "100", idempotency_key: "plan", priority: 10, expires_at: inOneHour });
