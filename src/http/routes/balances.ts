@@ -57,8 +57,8 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_id } = c.req.valid("param");
         authorizeAccounts(c, [account_id]);
-        const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
-        const expiring = await expiringNext(ledger, [account_id]);
+        const { balance, available, lots_expiring } = await getBalanceAndAvailable(ledger, account_id);
+        const expiring = await expiringNext(ledger, [account_id], new Set(lots_expiring ? [account_id] : []));
         return c.json(
           { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
           200,
@@ -83,9 +83,9 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_ids } = c.req.valid("json");
         authorizeAccounts(c, account_ids);
-        const { balances, available, missing } = await getBalances(ledger, account_ids);
+        const { balances, available, missing, lots_expiring } = await getBalances(ledger, account_ids);
         const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
-        const expiring = await expiringNext(ledger, ordered);
+        const expiring = await expiringNext(ledger, ordered, lots_expiring);
         return c.json(
           {
             balances: ordered.map((account_id) => ({
