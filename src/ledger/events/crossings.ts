@@ -57,6 +57,7 @@ LEFT JOIN LATERAL (
     WHERE entry.account_id = requested.account_id
       AND entry.xid >= COALESCE(watch.credits_boundary, pg_snapshot_xmin(watch.evaluated_snapshot))
       AND NOT pg_visible_in_snapshot(entry.xid, watch.evaluated_snapshot)
+    ORDER BY entry.xid -- keeps the planner on the (account_id, xid) index; see checkpointJoinsCapped
     LIMIT $3::bigint
   ) AS recent
 ) AS credits ON true`;
