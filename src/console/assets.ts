@@ -29,6 +29,8 @@ tr.batch-row td { background: #f3f3f3; }
 .figures { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: .5rem 0 1rem; }
 .figures dt { font-size: .85rem; color: var(--muted); }
 .figures dd { margin: 0; font-size: 1.25rem; font-weight: 600; }
+.skip-link { position: absolute; left: -999px; top: 0; background: #fff; padding: .4rem .8rem; }
+.skip-link:focus { left: .5rem; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 `;
 

@@ -244,6 +244,76 @@ describe("console in a browser", () => {
     await context.close();
   });
 
+  it("a keyboard-only user signs in, searches, opens an account, filters, expands a batch, posts a credit and signs out", async () => {
+    const prefix = uniqueId("kbd");
+    const id = await seededAccount(prefix);
+    const context = await browser.newContext({ baseURL: base, viewport: { width: 1100, height: 800 } });
+    const page = await context.newPage();
+    const violations: string[] = [];
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+    });
+    const focused = () => page.evaluate(() => ({ text: document.activeElement?.textContent?.trim(), name: (document.activeElement as any)?.name, tag: document.activeElement?.tagName }));
+    /** Tabs until the focused element matches, as a keyboard user would; fails if it is not reachable. */
+    const tabTo = async (matches: (element: { text?: string; name?: string; tag?: string }) => boolean) => {
+      for (let step = 0; step < 60; step++) {
+        await page.keyboard.press("Tab");
+        if (matches(await focused())) return;
+      }
+      throw new Error("not reachable with the Tab key");
+    };
+    await page.goto("/console");
+    // The credential field has focus on arrival.
+    expect((await focused()).name).toBe("credential");
+    await page.keyboard.type(ADMIN_KEY);
+    await page.keyboard.press("Enter");
+    await page.waitForURL("**/console/accounts");
+    // The first Tab reaches the skip link.
+    await page.keyboard.press("Tab");
+    expect((await focused()).text).toBe("Skip to content");
+    await tabTo((element) => element.name === "prefix");
+    await page.keyboard.type(prefix);
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tbody tr").count()).toBe(1);
+    await tabTo((element) => element.text === id);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("h1:has-text('Account')");
+
+    await tabTo((element) => element.text === "show batch of 3");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tr.batch-row").count()).toBe(3);
+    await tabTo((element) => element.name === "type" && element.tag === "SELECT");
+    await page.keyboard.type("usage");
+    await tabTo((element) => element.text === "Filter");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tbody tr[data-item-id]").count()).toBe(3);
+
+    const before = await entryCount(id);
+    await tabTo((element) => element.text === "Post a credit");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("text=Review");
+    await tabTo((element) => element.name === "type");
+    await page.keyboard.press("ArrowDown");
+    const chosen = await page.locator("select[name=type]").inputValue();
+    expect(chosen).not.toBe("grant");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("4");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("text=Confirm and post");
+    await tabTo((element) => element.text === "Confirm and post");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("[role=status]");
+    expect((await page.getByTestId("balance").innerText()).trim()).toBe("99.65");
+    expect(await entryCount(id)).toBe(before + 1);
+
+    await tabTo((element) => element.text === "Sign out");
+    await page.keyboard.press("Enter");
+    await page.waitForURL("**/console/sign-in");
+    expect(await context.cookies()).toHaveLength(0);
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
   it("marks accounts live on the accounts page as they are depleted and restored", async () => {
     const prefix = uniqueId("live");
     const id = await harness.createAccount(`${prefix}_a`);
@@ -305,5 +375,16 @@ describe("console without a browser", () => {
     });
     expect((await disabled.request("/console/sign-in")).status).toBe(404);
     expect((await disabled.request("/console/accounts")).status).toBe(404);
+
+    // Behind a proxy that terminates TLS, the cookie is Secure.
+    const proxied = await harness.app.request("/console/sign-in", {
+      method: "POST",
+      body: new URLSearchParams({ credential: ADMIN_KEY }),
+      headers: { origin: "http://localhost", "x-forwarded-proto": "https" },
+    });
+    expect(proxied.status).toBe(303);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; Secure/);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; HttpOnly/);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; SameSite=Strict/);
   });
 });
