@@ -40,7 +40,7 @@ async function main(): Promise<void> {
 
   let database;
   try {
-    database = await openDatabase(config, { migrate: config.MIGRATE_ON_START });
+    database = await openDatabase(config, { migrate: config.MIGRATE_ON_START, on_progress: (message) => logger.info(message) });
   } catch (error) {
     if (error instanceof DirectoryLockedError) {
       logger.fatal(error.message);

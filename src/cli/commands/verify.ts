@@ -32,7 +32,7 @@ function bar(done: number, total: number): string {
 export async function run(args: string[]): Promise<void> {
   wantsHelp(args, USAGE);
   const config = parseConfig(process.env);
-  const database = await openDatabase(config, { migrate: false });
+  const database = await openDatabase(config, { migrate: false, on_progress: (message) => process.stderr.write(`${message}\n`) });
   let differences = 0;
   let checked = 0;
   try {
