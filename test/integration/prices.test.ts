@@ -405,6 +405,8 @@ describe("the price table", () => {
     expectStatus(await putPrice(meter, { unit_prices: { requests: "2" }, per: "1" }, usage_key), 403);
     expectStatus(await putPrice(meter, { unit_prices: { requests: "2" }, per: "1" }, null), 401);
     expectStatus(await harness.get(`/v1/prices/${meter}`, usage_key), 200);
+    expectStatus(await harness.get(`/v1/prices/${meter}`, await harness.serviceKey(["balances:read"])), 200);
+    expectStatus(await harness.get("/v1/prices", await harness.serviceKey(["metrics:read"])), 403);
     expectStatus(await harness.request("POST", "/v1/prices/estimate", { body: { meter, quantities: { requests: 1 } }, token: usage_key }), 200);
     const account_id = await harness.createAccount();
     const token = await new SignJWT({})

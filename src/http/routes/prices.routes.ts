@@ -2,7 +2,7 @@ import { createRoute, z } from "@hono/zod-openapi";
 import type { MiddlewareHandler } from "hono";
 import { TallyError } from "../../errors.js";
 import { PRICE_LIMITS } from "../../ledger/prices/price-rules.js";
-import { requireScope } from "../auth.js";
+import { allows, requireScope } from "../auth.js";
 import type { AppEnv } from "../env.js";
 import { AUTH_ERRORS, BODY_ERRORS, errorResponses } from "../problem.js";
 import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
@@ -11,9 +11,15 @@ import { EstimateResultSchema, EstimateSchema, MeterSchema, PriceSchema, PutPric
 
 /** The OpenAPI definitions of the price routes (src/ledger/prices/); the handlers are in prices.ts. */
 
-/** Prices are not secret to any service (the proxy estimates, the gateway checks), but end users do not list them. */
+/**
+ * Prices are read by the services that price with them: the proxy (`usage:write`) estimates, the gateway
+ * (`balances:read`) checks. End users do not list them (their `balances:read` is for their own account only).
+ */
 export const requireService: MiddlewareHandler<AppEnv> = async (c, next) => {
-  if (c.get("principal").kind === "user") throw new TallyError("forbidden", "prices are read with a service key");
+  const principal = c.get("principal");
+  if (principal.kind === "user" || !(allows(principal, "usage:write") || allows(principal, "balances:read"))) {
+    throw new TallyError("forbidden", "prices are read with a service key that has the usage:write or balances:read scope");
+  }
   await next();
 };
 
