@@ -13,7 +13,7 @@ const MeterCursorSchema = z.strictObject({ after_meter: z.string() });
 const VersionCursorSchema = z.strictObject({ before_version: z.number().int() });
 
 /**
- * Prices: the versioned price table usage is priced with (src/ledger/prices/, docs/design.md §21). Writing takes the
+ * Prices: the versioned price table usage is priced with (src/ledger/prices/, docs/design.md §23). Writing takes the
  * admin scope; any service key reads and estimates.
  */
 export function priceRoutes(deps: { ledger: LedgerContext; signer: Signer }) {

@@ -64,7 +64,7 @@ function priceWith(cache: PriceCache, at: Date, usage: MeteredUsage, field: stri
   };
 }
 
-/** Usage that would be written must cost something: a zero cost is refused rather than recorded (design §21). */
+/** Usage that would be written must cost something: a zero cost is refused rather than recorded (docs/design.md §23). */
 export function refuseZeroCost(priced: PricedUsage, field = ""): PricedUsage {
   if (priced.nanos === 0n) {
     throw new TallyError(

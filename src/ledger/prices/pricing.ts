@@ -18,7 +18,7 @@ export type CostProblem =
 
 /**
  * The cost of `quantities` under `price`, in nano-credits: the exact sum of quantity × unit price / per, rounded
- * **up** to the next nano-credit once, on the total (docs/design.md §21). Rounding up means a usage that costs
+ * **up** to the next nano-credit once, on the total (docs/design.md §23). Rounding up means a usage that costs
  * anything costs at least 1e-9: nothing is ever recorded as free because it was small, and the rounding is at most
  * one nano-credit per entry, always in the same direction, so it can be explained. The same function prices usage,
  * estimates, balance checks and holds, so they always agree.
