@@ -386,6 +386,19 @@ describe("the price table", () => {
     expectStatus(await harness.get("/v1/prices?cursor=forged"), 400);
   });
 
+  it("a meter with a slash is one path segment when encoded (openai/gpt-4o-mini)", async () => {
+    const meter = `openai/${uniqueId("gpt-4o-mini")}@2024`;
+    const put = await putPrice(meter, { unit_prices: { input_tokens: "0.15", output_tokens: "0.6" }, per: "1000000" });
+    expectStatus(put, 201);
+    expect(put.body.meter).toBe(meter);
+    const read = await harness.get(`/v1/prices/${encodeURIComponent(meter)}`);
+    expectStatus(read, 200);
+    expect(read.body.current).toMatchObject({ meter, version: 1 });
+    const account_id = await fundedAccount("1");
+    const usage = await harness.post("/v1/usage", { account_id, meter, quantities: { input_tokens: 812, output_tokens: 117 }, idempotency_key: uniqueId("req") });
+    expect(usage.body).toMatchObject({ amount: "0.000192", meter });
+  });
+
   it("concurrent PUTs of one meter get consecutive versions", async () => {
     const meter = uniqueId("race");
     const answers = await Promise.all(Array.from({ length: 8 }, (_, index) => putPrice(meter, { unit_prices: { requests: String(index + 1) }, per: "1" })));
