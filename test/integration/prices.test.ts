@@ -342,10 +342,17 @@ describe("batches, holds, zero cost and stats", () => {
     expect(held.body.amount).toBe("0.04299"); // 812 × 2.5e-6 + 4096 × 1e-5
     const refused = await harness.post("/v1/holds", { account_id, meter, quantities: { input_tokens: 812, output_tokens: 4096 }, idempotency_key: uniqueId("hold") });
     expectStatus(refused, 409);
+    // Retrying the hold after a price change replays it at its original amount; other token counts are 409.
+    expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "5", output_tokens: "20" }, per: "1000000" }), 201);
+    const retried = await harness.post("/v1/holds", { account_id, meter, quantities: { input_tokens: 812, output_tokens: 4096 }, idempotency_key: held.body.idempotency_key });
+    expectStatus(retried, 200);
+    expect(retried.body).toMatchObject({ id: held.body.id, amount: "0.04299" });
+    expectStatus(await harness.post("/v1/holds", { account_id, meter, quantities: { input_tokens: 812, output_tokens: 4095 }, idempotency_key: held.body.idempotency_key }), 409);
     const capture = await harness.post(`/v1/holds/${held.body.id}/capture`, { meter, quantities: { input_tokens: 812, output_tokens: 117 } });
     expectStatus(capture, 201);
-    expect(capture.body.entry).toMatchObject({ amount: "0.0032", meter, price_version: 1, quantities: { input_tokens: 812, output_tokens: 117 } });
-    expect(await balanceOf(account_id)).toBe("0.0468");
+    // The capture is priced now, by version 2: 812 × 5e-6 + 117 × 2e-5.
+    expect(capture.body.entry).toMatchObject({ amount: "0.0064", meter, price_version: 2, quantities: { input_tokens: 812, output_tokens: 117 } });
+    expect(await balanceOf(account_id)).toBe("0.0436");
   });
 
   it("usage that costs exactly zero is 422 zero_cost_usage with nothing written; its estimate is 0", async () => {

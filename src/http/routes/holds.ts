@@ -36,11 +36,13 @@ export function holdRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
     .openapi(createHoldRoute, async (c) => {
       const body = c.req.valid("json");
       authorizeAccounts(c, [body.account_id]);
+      const { amount, priced } = await amountOf(ledger, body);
       const result = await grantHold(
         ledger,
         {
           account_id: body.account_id,
-          amount: (await amountOf(ledger, body)).amount,
+          amount,
+          ...(priced ? { priced_from: { meter: priced.meter, quantities: priced.quantities } } : {}),
           idempotency_key: body.idempotency_key,
           expires_in_s: body.expires_in_s,
           description: body.description ?? null,
