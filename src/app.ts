@@ -23,6 +23,7 @@ import { historyRoutes } from "./http/routes/history.js";
 import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
+import { priceRoutes } from "./http/routes/prices.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
 import { openApiDocument } from "./http/openapi/document.js";
@@ -77,6 +78,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", priceRoutes({ ledger: deps.ledger, signer }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -28,6 +28,8 @@ export const ERROR_CATALOGUE = {
   database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
   database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
   too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
+  price_not_found: { status: 422, title: "The meter has no price in force; nothing was written" },
+  zero_cost_usage: { status: 422, title: "The usage costs nothing under the price in force; nothing was written" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
