@@ -28,6 +28,9 @@ export const ERROR_CATALOGUE = {
   database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
   database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
   too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
+  webhook_endpoint_not_found: { status: 404, title: "The webhook endpoint does not exist" },
+  webhook_delivery_not_found: { status: 404, title: "The webhook delivery does not exist" },
+  too_many_webhook_endpoints: { status: 409, title: "tally keeps as many webhook endpoints as it allows" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
