@@ -71,9 +71,9 @@ async function withAttempts(database: Queryable, rows: DeliveryRow[], now: Date)
   const attempts = await database.query<AttemptRow>(
     `SELECT attempt_row.delivery_id::text AS delivery_id, attempt_row.attempt, attempt_row.started_at, attempt_row.finished_at,
        attempt_row.response_status, attempt_row.error, attempt_row.response_excerpt, attempt_row.duration_ms
-     FROM unnest($1::uuid[]) AS wanted (id)
+     FROM unnest($1::text[]) AS wanted (id)
      CROSS JOIN LATERAL (
-       SELECT * FROM webhook_delivery_attempts WHERE delivery_id = wanted.id ORDER BY attempt DESC LIMIT ${ATTEMPTS_SHOWN_MAX}
+       SELECT * FROM webhook_delivery_attempts WHERE delivery_id = wanted.id::uuid ORDER BY attempt DESC LIMIT ${ATTEMPTS_SHOWN_MAX}
      ) AS attempt_row`,
     [rows.map((row) => row.id)],
   );

@@ -59,9 +59,10 @@ FOR UPDATE SKIP LOCKED`;
 
 const INSERT_DELIVERIES_SQL = `
 INSERT INTO webhook_deliveries (id, endpoint_id, event_id, event_type, payload, next_attempt_at, give_up_at, created_at)
-SELECT delivery.id, $1::uuid, delivery.event_id, delivery.event_type, delivery.payload, $5::timestamptz,
+SELECT delivery.id::uuid, $1::uuid, delivery.event_id::bigint, delivery.event_type, delivery.payload, $5::timestamptz,
   $5::timestamptz + make_interval(secs => $6::double precision / 1000), $5::timestamptz
-FROM unnest($2::uuid[], $3::bigint[], $4::text[], $7::text[]) AS delivery (id, event_id, event_type, payload)
+-- Every array travels as text[], which both drivers send alike; the columns cast.
+FROM unnest($2::text[], $3::text[], $4::text[], $7::text[]) AS delivery (id, event_id, event_type, payload)
 ON CONFLICT (endpoint_id, event_id) DO NOTHING`;
 
 const CLAIM_SQL = `
@@ -142,8 +143,8 @@ export async function claimForEndpoint(
     if (claimed.length === 0) return [];
     await transaction.query(
       `INSERT INTO webhook_delivery_attempts (delivery_id, attempt, started_at)
-       SELECT * FROM unnest($1::uuid[], $2::int[], $3::timestamptz[])`,
-      [claimed.map((row) => row.id), claimed.map((row) => row.attempts), claimed.map(() => now.toISOString())],
+       SELECT id::uuid, attempt::int, $3::timestamptz FROM unnest($1::text[], $2::text[]) AS claimed (id, attempt)`,
+      [claimed.map((row) => row.id), claimed.map((row) => String(row.attempts)), now.toISOString()],
     );
     return claimed.map((row) => ({
       id: row.id,
@@ -188,16 +189,24 @@ export async function recordAttempt(
   const error = succeeded ? null : (outcome.error ?? `the receiver answered ${outcome.status}`);
   return context.database.transaction(async (transaction) => {
     const nextAttemptAt = new Date(now.getTime() + retryDelayMs(delivery.attempt, policy.retry_base_ms, policy.random));
-    const [updated] = await transaction.query<{ status: string }>(
-      `UPDATE webhook_deliveries SET
-         status = CASE WHEN $3::boolean THEN 'succeeded' WHEN $5::timestamptz > give_up_at THEN 'failed' ELSE 'pending' END,
-         next_attempt_at = CASE WHEN $3::boolean OR $5::timestamptz > give_up_at THEN NULL ELSE $5::timestamptz END,
-         finished_at = CASE WHEN $3::boolean OR $5::timestamptz > give_up_at THEN $4::timestamptz END,
-         lease_until = NULL, lease_token = NULL,
-         last_response_status = $6, last_error = $7
-       WHERE id = $1::uuid AND lease_token = $2::uuid
-       RETURNING status`,
-      [delivery.id, delivery.lease_token, succeeded, now.toISOString(), nextAttemptAt.toISOString(), outcome.status ?? null, error],
+    // The last automatic attempt falls at the give-up time itself; an attempt made at or after it is the last.
+    const [updated] = await transaction.query<{ gave_up: boolean; failing_throughout: boolean }>(
+      `WITH finished AS (
+         UPDATE webhook_deliveries SET
+           status = CASE WHEN $3::boolean THEN 'succeeded' WHEN $4::timestamptz >= give_up_at THEN 'failed' ELSE 'pending' END,
+           next_attempt_at = CASE WHEN $3::boolean OR $4::timestamptz >= give_up_at THEN NULL ELSE LEAST($5::timestamptz, give_up_at) END,
+           finished_at = CASE WHEN $3::boolean OR $4::timestamptz >= give_up_at THEN $4::timestamptz END,
+           lease_until = NULL, lease_token = NULL,
+           last_response_status = $6, last_error = $7
+         WHERE id = $1::uuid AND lease_token = $2::uuid
+         RETURNING status, endpoint_id, created_at
+       )
+       SELECT finished.status = 'failed' AND $4::timestamptz - finished.created_at >= make_interval(secs => $8::double precision / 1000) AS gave_up,
+         -- No attempt to this endpoint has succeeded since this delivery's first attempt began.
+         COALESCE(endpoint.failing_since <= (
+           SELECT started_at FROM webhook_delivery_attempts WHERE delivery_id = $1::uuid AND attempt = 1), false) AS failing_throughout
+       FROM finished JOIN webhook_endpoints AS endpoint ON endpoint.id = finished.endpoint_id`,
+      [delivery.id, delivery.lease_token, succeeded, now.toISOString(), nextAttemptAt.toISOString(), outcome.status ?? null, error, DELIVERY_LIFETIME_MS],
     );
     if (!updated) return { recorded: false, succeeded, endpoint_disabled: false };
     await transaction.query(FINISH_ATTEMPT_SQL, [
@@ -215,18 +224,26 @@ export async function recordAttempt(
       ]);
       return { recorded: true, succeeded, endpoint_disabled: false };
     }
+    // Failing for 24 h: the current run of failures is that old, or a delivery at least 24 h old has just failed
+    // its last attempt with no success on the endpoint since its first attempt (a manual retry of a young delivery
+    // that fails again does not count).
+    const exhausted = updated.gave_up && updated.failing_throughout;
     const [endpoint] = await transaction.query<{ disabled: boolean }>(
-      `UPDATE webhook_endpoints SET
-         failing_since = COALESCE(failing_since, $2::timestamptz),
-         enabled = enabled AND NOT ($2::timestamptz - COALESCE(failing_since, $2::timestamptz) >= make_interval(secs => $3::double precision / 1000)),
-         disabled_at = CASE WHEN enabled AND $2::timestamptz - COALESCE(failing_since, $2::timestamptz) >= make_interval(secs => $3::double precision / 1000)
-           THEN $2::timestamptz ELSE disabled_at END,
-         disabled_reason = CASE WHEN enabled AND $2::timestamptz - COALESCE(failing_since, $2::timestamptz) >= make_interval(secs => $3::double precision / 1000)
-           THEN 'every attempt failed for 24 hours (since ' || to_char(failing_since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '); last error: ' || left($4, 200)
+      `WITH failing AS (
+         SELECT id, COALESCE(failing_since, $2::timestamptz) AS since,
+           enabled AND ($5::boolean OR $2::timestamptz - COALESCE(failing_since, $2::timestamptz) >= make_interval(secs => $3::double precision / 1000)) AS disable
+         FROM webhook_endpoints WHERE id = $1::uuid
+       )
+       UPDATE webhook_endpoints SET
+         failing_since = failing.since,
+         enabled = webhook_endpoints.enabled AND NOT failing.disable,
+         disabled_at = CASE WHEN failing.disable THEN $2::timestamptz ELSE disabled_at END,
+         disabled_reason = CASE WHEN failing.disable
+           THEN 'every attempt failed for 24 hours (since ' || to_char(failing.since AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"') || '); last error: ' || left($4, 200)
            ELSE disabled_reason END
-       WHERE id = $1::uuid
-       RETURNING (NOT enabled AND disabled_at = $2::timestamptz) AS disabled`,
-      [delivery.endpoint_id, now.toISOString(), DELIVERY_LIFETIME_MS, error],
+       FROM failing WHERE webhook_endpoints.id = failing.id
+       RETURNING failing.disable AS disabled`,
+      [delivery.endpoint_id, now.toISOString(), DELIVERY_LIFETIME_MS, error, exhausted],
     );
     return { recorded: true, succeeded, endpoint_disabled: endpoint?.disabled ?? false };
   });

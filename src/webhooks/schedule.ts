@@ -2,8 +2,8 @@
  * The retry schedule. After the n-th failed attempt (n = 1, 2, …) the next one waits base × 3^(n−1), at most
  * RETRY_DELAY_MAX_MS, times a random factor in [0.75, 1.25) so that endpoints that failed together do not all come
  * back in the same instant. With the default base of 5 s: about 5 s, 15 s, 45 s, 2¼ min, 6¾ min, 20 min, 1 h, then
- * every 3 h; about 15 attempts in all. A delivery is given up (status `failed`) when the next attempt would fall
- * after its give-up time, 24 h after it was created.
+ * every 3 h; about 15 attempts in all. The last attempt is made at the delivery's give-up time, 24 h after it was
+ * created; if that one fails too, the delivery is `failed`.
  */
 export const RETRY_DELAY_MAX_MS = 3 * 60 * 60 * 1000;
 export const DELIVERY_LIFETIME_MS = 24 * 60 * 60 * 1000;
