@@ -5,7 +5,7 @@ export interface ReceivedWebhook {
   headers: IncomingHttpHeaders;
   body: string;
   /** The parsed body: Standard Webhooks' { type, timestamp, data }. */
-  json: { type: string; timestamp: string; data: { id: string; type: string; account_id: string; balance: string } };
+  json: { type: string; timestamp: string; data: { id: string; type: string; account_id: string; balance: string; time: string } };
   status: number;
   received_at_ms: number;
 }
