@@ -27,7 +27,7 @@ import {
 const DeliveryCursorSchema = z.strictObject({ before_event_id: z.string().regex(/^[0-9]{1,19}$/) });
 
 /**
- * Outbound webhooks: endpoints, their secrets and their delivery logs (src/webhooks/, docs/design.md §26).
+ * Outbound webhooks: endpoints, their secrets and their delivery logs (src/webhooks/, docs/design.md §23).
  * Admin scope throughout: an endpoint receives every account's events.
  */
 export function webhookRoutes(deps: { ledger: LedgerContext; signer: Signer; secret_box: SecretBox }) {
