@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { Webhook } from "standardwebhooks";
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { refusedAddress } from "../../src/webhooks/address-guard.js";
@@ -18,7 +20,7 @@ const created: string[] = [];
 const OPTIONS: WebhookWorkerOptions = {
   allow_private_networks: true,
   attempt_timeout_ms: 5000,
-  in_flight_per_endpoint_max: 4,
+  in_flight_per_endpoint_max: 16,
   concurrency_max: 64,
   poll_interval_ms: 1000,
   retry_base_ms: 5000,
@@ -56,15 +58,17 @@ async function depletedEvent(): Promise<string> {
   return account;
 }
 
-/** Passes until nothing is due at the current clock; other test files' events are delivered too. */
-async function deliverDue(options: WebhookWorkerOptions = OPTIONS, context = harness.ledger) {
-  let attempted = 0;
-  for (let pass = 0; pass < 50; pass++) {
+/**
+ * Passes until nothing is due at the current clock, or until `until` holds. Endpoints see every account's events,
+ * so other test files running at the same time add deliveries of their own; those are delivered too, and the cap
+ * on passes keeps a busy suite from holding a test forever.
+ */
+async function deliverDue(options: WebhookWorkerOptions = OPTIONS, context = harness.ledger, until?: () => boolean) {
+  for (let pass = 0; pass < 200; pass++) {
     const result = await runWebhooksOnce(context, box, options);
-    attempted += result.attempted;
-    if (result.attempted === 0) return attempted;
+    if (until ? until() : result.attempted === 0) return;
   }
-  throw new Error("deliveries kept coming");
+  if (until) throw new Error("the awaited deliveries did not arrive within 200 passes");
 }
 
 const forAccount = (account: string) => receiver.received.filter((request) => request.json.data.account_id === account);
@@ -73,6 +77,19 @@ async function deliveriesOf(endpoint_id: string, query = "") {
   const response = await harness.get(`/v1/webhook-endpoints/${endpoint_id}/deliveries${query}`);
   expect(response.status).toBe(200);
   return response.body as { deliveries: any[]; next_cursor: string | null };
+}
+
+/** The delivery of `account`'s (only) event to the endpoint, found by its event id among other tests' deliveries. */
+async function deliveryOf(endpoint_id: string, account: string) {
+  const [event] = await harness.database.query<{ id: string }>("SELECT id::text AS id FROM balance_events WHERE account_id = $1", [account]);
+  let query = "?limit=500";
+  for (let page = 0; page < 20; page++) {
+    const { deliveries, next_cursor } = await deliveriesOf(endpoint_id, query);
+    const found = deliveries.find((item) => item.event_id === event!.id);
+    if (found || next_cursor === null) return found;
+    query = `?limit=500&cursor=${encodeURIComponent(next_cursor)}`;
+  }
+  return undefined;
 }
 
 function verify(secret: string, request: ReceivedWebhook): unknown {
@@ -207,7 +224,7 @@ describe("delivery", () => {
     const account = await depletedEvent();
     await deliverDue({ ...OPTIONS, allow_private_networks: false });
     expect(forAccount(account)).toHaveLength(0);
-    const [delivery] = (await deliveriesOf(endpoint.id)).deliveries.filter((item) => item.attempts > 0);
+    const delivery = await deliveryOf(endpoint.id, account);
     expect(delivery.status).toBe("pending");
     expect(delivery.last_error).toMatch(/^refused: 127\.0\.0\.1 is a loopback, private/);
     expect(delivery.attempt_log[0]).toMatchObject({ outcome: "failed", response_status: null });
@@ -217,13 +234,44 @@ describe("delivery", () => {
     clock.advance(60_000);
     await deliverDue({ ...OPTIONS, allow_private_networks: false });
     expect(forAccount(account)).toHaveLength(0);
-    const again = (await harness.get(`/v1/webhook-endpoints/${endpoint.id}/deliveries`)).body.deliveries.find((item: { id: string }) => item.id === delivery.id);
+    const again = await deliveryOf(endpoint.id, account);
     expect(again.last_error).toMatch(/^refused: (127\.0\.0\.1|::1) is a loopback/);
 
     await harness.request("PATCH", `/v1/webhook-endpoints/${endpoint.id}`, { body: { url: receiver.url } });
     clock.advance(10 * 60_000);
     await deliverDue({ ...OPTIONS, allow_private_networks: true });
     expect(forAccount(account).map((request) => request.status)).toEqual([200]);
+  });
+
+  it("ends an attempt at its timeout, and reads a large answer only up to the cap", async () => {
+    const endpoint = await createEndpoint();
+    const silent = await depletedEvent();
+    // This receiver never answers the first account's delivery.
+    receiver.respond = (request) => (request.json.data.account_id === silent ? new Promise<number>(() => {}) : 200);
+    await deliverDue({ ...OPTIONS, attempt_timeout_ms: 300 });
+    const delivery = await deliveryOf(endpoint.id, silent);
+    expect(delivery).toMatchObject({ status: "pending", last_error: "timed out after 300 ms", last_response_status: null });
+
+    // A receiver that answers 500 with 1 MiB and keeps the connection open: tally keeps 256 characters and does not
+    // wait for the rest.
+    const server = createServer((_request, response) => {
+      response.writeHead(500, { "content-type": "text/plain" });
+      response.write("x".repeat(1 << 20));
+    });
+    await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+    try {
+      await harness.request("DELETE", `/v1/webhook-endpoints/${endpoint.id}`);
+      const large = await createEndpoint({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}/large` });
+      const account = await depletedEvent();
+      await deliverDue({ ...OPTIONS, attempt_timeout_ms: 5000 });
+      const answer = await deliveryOf(large.id, account);
+      expect(answer.last_response_status).toBe(500);
+      expect(answer.attempt_log[0].response_excerpt).toBe("x".repeat(256));
+      expect(answer.attempt_log[0].error).toBe("the receiver answered 500");
+    } finally {
+      server.closeAllConnections();
+      server.close();
+    }
   });
 
   it("classifies addresses: loopback, private, link-local and metadata refused, public allowed", () => {
@@ -260,7 +308,8 @@ describe("delivery", () => {
     clock.set(new Date());
     const endpoint = await createEndpoint();
     const account = await depletedEvent();
-    receiver.respond = (request) => (request.json.data.account_id === account ? 500 : 200);
+    // Every delivery fails, other tests' included: one success would end the endpoint's run of failures.
+    receiver.respond = () => 500;
     await deliverDue();
     for (let hour = 0; hour < 25; hour++) {
       clock.advance(60 * 60 * 1000);
@@ -269,7 +318,7 @@ describe("delivery", () => {
     const read = (await harness.get(`/v1/webhook-endpoints/${endpoint.id}`)).body;
     expect(read.enabled).toBe(false);
     expect(read.disabled_reason).toMatch(/^every attempt failed for 24 hours \(since .*\); last error: the receiver answered 500$/);
-    const [delivery] = (await deliveriesOf(endpoint.id)).deliveries.filter((item) => item.event_type === "balance_depleted" && item.attempts > 0);
+    const delivery = await deliveryOf(endpoint.id, account);
     expect(delivery.status).toBe("failed");
     expect(delivery.attempts).toBeGreaterThan(8);
     expect(delivery.attempts).toBeLessThan(20);
@@ -296,14 +345,14 @@ describe("delivery", () => {
   it("a manual retry of a failed delivery makes one attempt", async () => {
     const endpoint = await createEndpoint();
     const account = await depletedEvent();
-    receiver.respond = (request) => (request.json.data.account_id === account ? 500 : 200);
+    receiver.respond = () => 500;
     await deliverDue();
-    const [delivery] = (await deliveriesOf(endpoint.id)).deliveries.filter((item) => item.attempts > 0);
+    const delivery = await deliveryOf(endpoint.id, account);
     await harness.database.query("UPDATE webhook_deliveries SET status = 'failed', next_attempt_at = NULL, finished_at = now() WHERE id = $1", [delivery.id]);
     const retried = await harness.post(`/v1/webhook-endpoints/${endpoint.id}/deliveries/${delivery.id}/retry`, {});
     expect(retried.body).toMatchObject({ status: "pending" });
     await deliverDue();
-    const after = (await harness.get(`/v1/webhook-endpoints/${endpoint.id}/deliveries?status=failed`)).body.deliveries.find((item: { id: string }) => item.id === delivery.id);
+    const after = await deliveryOf(endpoint.id, account);
     expect(after).toMatchObject({ status: "failed", attempts: 2, next_attempt_at: null });
     // Two failures a moment apart are not 24 hours of failure.
     expect((await harness.get(`/v1/webhook-endpoints/${endpoint.id}`)).body).toMatchObject({ enabled: true, failing_since: expect.any(String) });
@@ -367,14 +416,17 @@ describe("several processes", () => {
       slow.respond = () => new Promise((resolve) => setTimeout(() => resolve(200), 20));
       const accounts = await Promise.all(Array.from({ length: 12 }, () => depletedEvent()));
       const options = { ...OPTIONS, in_flight_per_endpoint_max: 2 };
+      const arrived = () => slow.received.filter((request) => accounts.includes(request.json.data.account_id));
+      const allArrived = () => arrived().length >= 12;
       // Two processes (two pools), each running two workers at once.
       await Promise.all([
-        deliverDue(options, harness.ledger),
-        deliverDue(options, harness.ledger),
-        deliverDue(options, second.ledger),
-        deliverDue(options, second.ledger),
+        deliverDue(options, harness.ledger, allArrived),
+        deliverDue(options, harness.ledger, allArrived),
+        deliverDue(options, second.ledger, allArrived),
+        deliverDue(options, second.ledger, allArrived),
       ]);
-      const mine = slow.received.filter((request) => accounts.includes(request.json.data.account_id));
+      await deliverDue(options, harness.ledger);
+      const mine = arrived();
       expect(mine).toHaveLength(12);
       expect(new Set(mine.map((request) => request.headers["webhook-id"])).size).toBe(12);
       expect(slow.in_flight_max).toBeLessThanOrEqual(2);
