@@ -26,12 +26,14 @@ import { holdRoutes } from "./http/routes/holds.js";
 import { priceRoutes } from "./http/routes/prices.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
+import { webhookRoutes } from "./http/routes/webhooks.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 import { databaseSigner, type Signer } from "./signing/signer.js";
+import { databaseSecretBox, type SecretBox } from "./webhooks/secret-box.js";
 
 export interface AppDependencies {
   database: Database;
@@ -46,6 +48,8 @@ export interface AppDependencies {
   lifecycle?: Lifecycle;
   /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
   console_enabled?: boolean;
+  /** Encrypts webhook signing secrets at rest; by default under the key kept in the database (src/webhooks/secret-box.ts). */
+  secret_box?: SecretBox;
 }
 
 const RETRY_AFTER_SECONDS = 1;
@@ -79,6 +83,7 @@ export function createApp(deps: AppDependencies) {
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
   app.route("/", priceRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", webhookRoutes({ ledger: deps.ledger, signer, secret_box: deps.secret_box ?? databaseSecretBox(deps.database) }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

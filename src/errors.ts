@@ -30,6 +30,9 @@ export const ERROR_CATALOGUE = {
   too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
   price_not_found: { status: 422, title: "The meter has no price in force; nothing was written" },
   zero_cost_usage: { status: 422, title: "The usage costs nothing under the price in force; nothing was written" },
+  webhook_endpoint_not_found: { status: 404, title: "The webhook endpoint does not exist" },
+  webhook_delivery_not_found: { status: 404, title: "The webhook delivery does not exist" },
+  too_many_webhook_endpoints: { status: 409, title: "tally keeps as many webhook endpoints as it allows" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -15,6 +15,8 @@ import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { createLogger } from "./logger.js";
 import { instrumentPool } from "./metrics/pool.js";
 import { databaseSigner } from "./signing/signer.js";
+import { databaseSecretBox } from "./webhooks/secret-box.js";
+import { startWebhookWorker } from "./webhooks/worker.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
 async function main(): Promise<void> {
@@ -65,6 +67,19 @@ async function main(): Promise<void> {
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
   const expirySweep =
     config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
+  const secretBox = databaseSecretBox(database, config.TALLY_SIGNING_KEY);
+  const webhookWorker =
+    config.WEBHOOK_POLL_INTERVAL_MS > 0
+      ? startWebhookWorker(ledger, secretBox, {
+          allow_private_networks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+          attempt_timeout_ms: config.WEBHOOK_ATTEMPT_TIMEOUT_MS,
+          in_flight_per_endpoint_max: config.WEBHOOK_IN_FLIGHT_PER_ENDPOINT_MAX,
+          concurrency_max: config.WEBHOOK_CONCURRENCY_MAX,
+          poll_interval_ms: config.WEBHOOK_POLL_INTERVAL_MS,
+          retry_base_ms: config.WEBHOOK_RETRY_BASE_MS,
+          retention_days: config.EVENT_RETENTION_DAYS,
+        })
+      : undefined;
   // The server is made after the app; the app reads the drain state through this indirection.
   const lifecycle: { current?: Lifecycle } = {};
   const app = createApp({
@@ -77,6 +92,7 @@ async function main(): Promise<void> {
     ledger,
     logger,
     signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
+    secret_box: secretBox,
     console_enabled: config.CONSOLE_ENABLED,
     authenticators: {
       service_keys: new ServiceKeyVerifier(database),
@@ -120,6 +136,7 @@ async function main(): Promise<void> {
     try {
       await maintenance.stop();
       await expirySweep?.stop();
+      await webhookWorker?.stop();
       await database.close();
     } catch (error) {
       logger.error({ err: error }, "closing the database failed");

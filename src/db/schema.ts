@@ -276,3 +276,4 @@ export const serverSecrets = pgTable("server_secrets", {
 export * from "./holds-schema.js";
 export * from "./lots-schema.js";
 export * from "./prices-schema.js";
+export * from "./webhooks-schema.js";

@@ -39,6 +39,11 @@ const PATHS = [
   "/v1/prices",
   "/v1/prices/{meter}",
   "/v1/prices/estimate",
+  "/v1/webhook-endpoints",
+  "/v1/webhook-endpoints/{id}",
+  "/v1/webhook-endpoints/{id}/rotate-secret",
+  "/v1/webhook-endpoints/{id}/deliveries",
+  "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -106,6 +111,9 @@ describe("GET /openapi.json", () => {
         "get /v1/accounts/{id}/holds",
         "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
         "put /v1/prices/{meter}", "get /v1/prices", "get /v1/prices/{meter}", "post /v1/prices/estimate",
+        "post /v1/webhook-endpoints", "get /v1/webhook-endpoints", "get /v1/webhook-endpoints/{id}",
+        "patch /v1/webhook-endpoints/{id}", "delete /v1/webhook-endpoints/{id}", "post /v1/webhook-endpoints/{id}/rotate-secret",
+        "get /v1/webhook-endpoints/{id}/deliveries", "post /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
       ]),
     );
   });
@@ -124,7 +132,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(35);
+    expect(v1().length).toBe(43);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -193,9 +201,11 @@ describe("GET /openapi.json", () => {
     expect(withBody.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(
       [
         "post /v1/accounts", "post /v1/accounts/{id}/adjustments", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits",
-        "post /v1/debits", "post /v1/entries/{entry_id}/refund", "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/prices/estimate", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
+        "patch /v1/webhook-endpoints/{id}", "post /v1/debits", "post /v1/entries/{entry_id}/refund",
+        "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/prices/estimate",
+        "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch", "post /v1/webhook-endpoints",
         "put /v1/prices/{meter}",
-      ],
+      ].sort(),
     );
     const missing: string[] = [];
     for (const { method, path, operation } of withBody) {

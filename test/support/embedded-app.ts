@@ -53,7 +53,8 @@ export function embeddedApp(
       headers: { authorization: `Bearer ${EMBEDDED_ADMIN_KEY}`, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: response.status, body: await response.json(), headers: response.headers };
+    const text = await response.text();
+    return { status: response.status, body: text === "" ? undefined : JSON.parse(text), headers: response.headers };
   };
   return { ledger, app, call };
 }
