@@ -25,6 +25,9 @@ import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
+import { autoTopupRoutes } from "./http/routes/auto-topup.js";
+import { stripeWebhookRoutes } from "./http/routes/stripe-webhooks.js";
+import type { StripeSettings } from "./payments/stripe/handle.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
@@ -45,6 +48,8 @@ export interface AppDependencies {
   lifecycle?: Lifecycle;
   /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
   console_enabled?: boolean;
+  /** Verifies and applies Stripe webhooks at POST /webhooks/stripe; unset, that route answers 404. */
+  stripe?: StripeSettings;
 }
 
 const RETRY_AFTER_SECONDS = 1;
@@ -66,6 +71,8 @@ export function createApp(deps: AppDependencies) {
   app.use("/v1/*", bodyCap(limits.max_body_bytes));
   app.use("/v1/*", authenticate(deps.authenticators));
   app.use("/v1/*", strictJsonBody());
+  // Webhooks from payment providers: capped, but outside bearer auth (their signature authenticates them).
+  app.use("/webhooks/*", bodyCap(limits.max_body_bytes));
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000, lifecycle: deps.lifecycle }));
   app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
@@ -77,6 +84,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", autoTopupRoutes({ ledger: deps.ledger }));
+  app.route("/", stripeWebhookRoutes({ ledger: deps.ledger, stripe: deps.stripe }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

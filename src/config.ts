@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseAmount } from "./ledger/core/amount.js";
 
 /**
  * The environment, parsed once at start. Every limit the service enforces is here so that an operator can
@@ -65,6 +66,17 @@ export const configSchema = z
     AUTH_FAILURES_PER_MINUTE_MAX: positiveInt(30, 1_000_000),
     // The admin console at /console (src/console/).
     CONSOLE_ENABLED: booleanFlag(true),
+    // Stripe webhooks (src/payments/stripe/): the endpoint's signing secret (unset: POST /webhooks/stripe is 404),
+    // and the credits one major unit of the payment's currency buys (an exact decimal, e.g. 1 credit per 1 USD).
+    STRIPE_WEBHOOK_SECRET: optionalString,
+    STRIPE_CREDITS_PER_UNIT: z
+      .string()
+      .default("1")
+      .refine((value) => "nanos" in parseAmount(value), "must be a decimal greater than 0 with up to 9 fractional digits"),
+    // Auto top-up (src/ledger/auto-topup/): how often each process looks for accounts to evaluate (0: never), and
+    // how long an unfulfilled request blocks the next one.
+    AUTO_TOPUP_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(250),
+    AUTO_TOPUP_REQUEST_EXPIRY_MS: positiveInt(60 * 60 * 1000, 31 * 24 * 60 * 60 * 1000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -28,6 +28,7 @@ export const ERROR_CATALOGUE = {
   database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
   database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
   too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
+  invalid_signature: { status: 400, title: "The webhook signature is missing, does not match the body, or is too old" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;
