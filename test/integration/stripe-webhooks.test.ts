@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, describe, expect, it } from "vitest";
+import { canonicalNumeric } from "../../src/ledger/core/amount.js";
 import { createHarness, STRIPE_WEBHOOK_SECRET, uniqueId, type Harness } from "../support/harness.js";
 import { chargeRefunded, checkoutSessionCompleted, paymentIntentSucceeded, stripeEvent, stripeSignature } from "../support/stripe.js";
 
@@ -30,7 +31,7 @@ async function entriesOf(account_id: string): Promise<{ type: string; amount: st
     "SELECT type, amount::text AS amount, idempotency_key, original_entry_id::text AS original_entry_id FROM entries WHERE account_id = $1 ORDER BY seq",
     [account_id],
   );
-  return rows.map((row) => ({ type: row.type, amount: row.amount.replace(/\.?0+$/, ""), idempotency_key: row.idempotency_key, ...(row.original_entry_id ? { original_entry_id: row.original_entry_id } : {}) }));
+  return rows.map((row) => ({ type: row.type, amount: canonicalNumeric(row.amount), idempotency_key: row.idempotency_key, ...(row.original_entry_id ? { original_entry_id: row.original_entry_id } : {}) }));
 }
 
 async function recorded(event_id: string) {
