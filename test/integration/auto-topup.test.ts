@@ -201,8 +201,8 @@ describe("auto top-up detection", () => {
       await Promise.all([system.ledger, other].map((context) => new AutoTopupDetector(context, DETECTOR_DEFAULTS).pass()));
       const requests = await requestsOf(system, account);
       expect(amounts(requests)).toEqual(["20"]);
-      const [{ count }] = await system.database.query<{ count: string }>("SELECT COUNT(*)::text AS count FROM auto_topup_requests WHERE account_id = $1", [account]);
-      expect(count).toBe("1");
+      const [counted] = await system.database.query<{ count: string }>("SELECT COUNT(*)::text AS count FROM auto_topup_requests WHERE account_id = $1", [account]);
+      expect(counted?.count).toBe("1");
     } finally {
       await Promise.all(detectors.map((detector) => detector.stop()));
       await otherDatabase.close();

@@ -102,8 +102,8 @@ describe("POST /webhooks/stripe: payments", () => {
     const unnamed = paymentIntentSucceeded({ payment_intent: paymentIntent(), amount: 100 });
     expect((await send(unnamed)).body.outcome).toBe("unknown_account");
     expect(await recorded(eventIdOf(unnamed))).toEqual({ outcome: "unknown_account", account_id: null });
-    const [{ count }] = await harness.database.query<{ count: string }>("SELECT COUNT(*)::text AS count FROM entries WHERE account_id = $1", [missing]);
-    expect(count).toBe("0");
+    const [counted] = await harness.database.query<{ count: string }>("SELECT COUNT(*)::text AS count FROM entries WHERE account_id = $1", [missing]);
+    expect(counted?.count).toBe("0");
   });
 
   it("other event types are answered 200 and ignored", async () => {

@@ -38,7 +38,11 @@ export async function openEmbeddedStore(prefix: string): Promise<{ database: Dat
 export function embeddedApp(
   database: Database,
   options: { clock?: Clock; now?: () => Date; stripe?: StripeSettings } = {},
-): { ledger: LedgerContext; call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse> } {
+): {
+  ledger: LedgerContext;
+  app: ReturnType<typeof createApp>;
+  call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse>;
+} {
   const logger = createLogger("silent");
   const ledger = createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, clock: options.clock, now: options.now });
   const app = createApp({
@@ -57,5 +61,5 @@ export function embeddedApp(
     });
     return { status: response.status, body: await response.json(), headers: response.headers };
   };
-  return { ledger, call };
+  return { ledger, app, call };
 }

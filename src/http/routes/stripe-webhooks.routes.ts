@@ -33,6 +33,8 @@ export const stripeWebhookRoute = createRoute({
     "`STRIPE_WEBHOOK_SECRET` on the raw body, before it is parsed, with the Stripe library's 300 s tolerance. " +
     "The body is a Stripe event. Answers 404 when `STRIPE_WEBHOOK_SECRET` is not set.",
   tags: ["payments"],
+  // No bearer token: the Stripe-Signature header authenticates the call.
+  security: [],
   request: {
     headers: z.object({
       "stripe-signature": z.string().max(4096).optional().openapi({ description: "Set by Stripe: `t=…,v1=…`." }),

@@ -1,5 +1,3 @@
-import { FRACTION_DIGITS } from "../../ledger/core/amount.js";
-
 /**
  * Stripe amounts are integers in the currency's minor unit (https://docs.stripe.com/currencies#minor-units). The
  * exponent is 2 unless the currency is listed here. Stripe's zero-decimal currencies are charged in whole units
