@@ -30,7 +30,7 @@ export function stripeWebhookRoutes(deps: { ledger: LedgerContext; stripe: Strip
     } catch (error) {
       if (error instanceof Stripe.errors.StripeSignatureVerificationError) {
         // The library's message, not the header or the body: neither is logged or echoed.
-        throw new TallyError("invalid_signature", error.message.split("\n")[0] ?? "the signature does not verify");
+        throw new TallyError("invalid_signature", (error.message.split("\n")[0] ?? "").trim() || "the signature does not verify");
       }
       if (error instanceof SyntaxError) throw new TallyError("invalid_json", "the signed body is not valid JSON");
       throw error;
