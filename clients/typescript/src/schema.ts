@@ -520,6 +520,45 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/accounts/{id}/auto-topup": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The account's auto top-up rule, what it requested this month and its latest request */
+        get: operations["getAutoTopup"];
+        /** Create or replace the account's auto top-up rule */
+        put: operations["putAutoTopup"];
+        post?: never;
+        /** Remove the account's auto top-up rule (requests already made stay valid until they expire) */
+        delete: operations["deleteAutoTopup"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/webhooks/stripe": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Stripe webhook endpoint: payments become purchases, refunds become reversals
+         * @description Called by Stripe, not by API clients: no bearer token; the `Stripe-Signature` header is verified against `STRIPE_WEBHOOK_SECRET` on the raw body, before it is parsed, with the Stripe library's 300 s tolerance. The body is a Stripe event. Answers 404 when `STRIPE_WEBHOOK_SECRET` is not set.
+         */
+        post: operations["receiveStripeWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -536,7 +575,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications";
+            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications" | "invalid_signature";
             request_id?: string;
             /** @description For validation_failed: each refused field, e.g. `entries[3].amount`. */
             errors?: {
@@ -1136,6 +1175,81 @@ export interface components {
                 recomputed_status: string;
                 recomputed_remaining: string;
             }[];
+        };
+        AutoTopupRule: {
+            account_id: string;
+            threshold: string;
+            amount: string | null;
+            target_balance: string | null;
+            monthly_limit: string;
+            enabled: boolean;
+            /** @description Requested so far this UTC calendar month, fulfilled or not. */
+            requested_this_month: string;
+            last_request: components["schemas"]["AutoTopupRequest"];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        AutoTopupRequest: {
+            /**
+             * Format: uuid
+             * @description The `request_id`: post the purchase with it as `idempotency_key`.
+             */
+            id: string;
+            amount: string;
+            /** @description The balance the request was made at. */
+            balance: string;
+            /** Format: date-time */
+            requested_at: string;
+            /**
+             * Format: date-time
+             * @description After this, an unfulfilled request no longer blocks a new one.
+             */
+            expires_at: string;
+            /**
+             * @description `fulfilled`: an entry carries its id as idempotency key; `superseded`: the balance was seen above the threshold again before it was fulfilled (it may still be fulfilled until it expires).
+             * @enum {string}
+             */
+            status: "open" | "fulfilled" | "expired" | "superseded";
+        } | null;
+        AutoTopupRuleRequest: {
+            /**
+             * @description Decimal string, at least 0: a request is made once the balance is at or below it.
+             * @example 5
+             */
+            threshold: string;
+            /**
+             * @description What each request asks for. Give this or `target_balance`.
+             * @example 0.000000405
+             */
+            amount?: string;
+            /**
+             * @description Ask for what brings the balance up to this (above `threshold`). Give this or `amount`.
+             * @example 0.000000405
+             */
+            target_balance?: string;
+            /**
+             * @description The most requested in one UTC calendar month; a request that would pass it is cut to what is left.
+             * @example 0.000000405
+             */
+            monthly_limit: string;
+            /** @default true */
+            enabled?: boolean;
+        };
+        StripeWebhookAnswer: {
+            /** @enum {boolean} */
+            received: true;
+            /**
+             * @description What tally did. Every outcome but `ignored` is recorded with the Stripe event id.
+             * @enum {string}
+             */
+            outcome: "credited" | "already_credited" | "reversed" | "nothing_to_reverse" | "unknown_account" | "unknown_payment" | "not_paid" | "zero_amount" | "conflict" | "malformed" | "ignored";
+            /**
+             * Format: uuid
+             * @description The purchase or reversal, when there is one.
+             */
+            entry_id?: string;
         };
     };
     responses: never;
@@ -5013,6 +5127,454 @@ export interface operations {
             };
             /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
             429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getAutoTopup: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The rule */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopupRule"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist; `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putAutoTopup: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["AutoTopupRuleRequest"];
+            };
+        };
+        responses: {
+            /** @description Replaced */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopupRule"];
+                };
+            };
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["AutoTopupRule"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteAutoTopup: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist; `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    receiveStripeWebhook: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Set by Stripe: `t=…,v1=…`. */
+                "stripe-signature"?: string;
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Received (acted on, recorded, or ignored) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["StripeWebhookAnswer"];
+                };
+            };
+            /** @description `invalid_signature`: The webhook signature is missing, does not match the body, or is too old; `invalid_json`: The request body is not valid JSON; `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
