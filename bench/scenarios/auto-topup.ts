@@ -31,11 +31,19 @@ export const autoTopup: Scenario = {
     const [ruled, plain] = await createAccounts(context.sql, "topup_hot_", 2);
     const idle = await createAccounts(context.sql, "topup_idle_", IDLE_RULES);
     const probes = await createAccounts(context.sql, "topup_cross_", crossings);
-    // Thresholds far below: the hot account is evaluated on every pass (it always has new entries) but never asks.
+    // Thresholds far below any balance here (the API takes only thresholds ≥ 0; the table does not care): the hot
+    // account is evaluated on every pass (it always has new entries) but never asks, and the idle ones cost probes.
     await context.sql`
       INSERT INTO auto_topup_rules (account_id, threshold, amount, monthly_limit, enabled)
-      SELECT unnest(${[ruled!, ...idle] as string[]}::text[]), 0, 1, 1000000, true`;
+      SELECT unnest(${[ruled!, ...idle] as string[]}::text[]), -1000000, 1, 1000000, true`;
     const tally = await context.startTally({ env: { AUTO_TOPUP_INTERVAL_MS: String(INTERVAL_MS) } });
+    // Every new rule is evaluated once first; the measurement starts after that.
+    for (let waited = 0; ; waited += 100) {
+      const [pending] = await context.sql<{ count: string }[]>`SELECT COUNT(*)::text AS count FROM auto_topup_rules WHERE evaluated_snapshot IS NULL`;
+      if (pending!.count === "0") break;
+      if (waited > 60_000) throw new Error("the detector did not evaluate the new rules within 60 s");
+      await sleep(100);
+    }
     const http = new HttpClient(tally.port, context.key, WRITERS);
 
     const usageOn = (account_id: string, prefix: string): Side => ({
