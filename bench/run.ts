@@ -15,6 +15,7 @@ import { notify } from "./scenarios/notify.js";
 import { holds } from "./scenarios/holds.js";
 import { lots } from "./scenarios/lots.js";
 import { webhooks } from "./scenarios/webhooks.js";
+import { autoTopup } from "./scenarios/auto-topup.js";
 
 /**
  * `npm run bench [-- [--quick] [--keep] [--profile] [scenario …]]`
@@ -25,7 +26,7 @@ import { webhooks } from "./scenarios/webhooks.js";
  * failed: tally did not start, a request errored, or tally's balances drifted. Timing never fails a run.
  */
 
-const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots, webhooks];
+const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots, webhooks, autoTopup];
 
 const USAGE = `usage: npm run bench -- [--quick] [--keep] [--profile] [scenario ...]
 

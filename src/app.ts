@@ -27,6 +27,9 @@ import { priceRoutes } from "./http/routes/prices.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
 import { webhookRoutes } from "./http/routes/webhooks.js";
+import { autoTopupRoutes } from "./http/routes/auto-topup.js";
+import { stripeWebhookRoutes } from "./http/routes/stripe-webhooks.js";
+import type { StripeSettings } from "./payments/stripe/handle.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
@@ -50,6 +53,8 @@ export interface AppDependencies {
   console_enabled?: boolean;
   /** Encrypts webhook signing secrets at rest; by default under the key kept in the database (src/webhooks/secret-box.ts). */
   secret_box?: SecretBox;
+  /** Verifies and applies Stripe webhooks at POST /webhooks/stripe; unset, that route answers 404. */
+  stripe?: StripeSettings;
 }
 
 const RETRY_AFTER_SECONDS = 1;
@@ -71,6 +76,8 @@ export function createApp(deps: AppDependencies) {
   app.use("/v1/*", bodyCap(limits.max_body_bytes));
   app.use("/v1/*", authenticate(deps.authenticators));
   app.use("/v1/*", strictJsonBody());
+  // Webhooks from payment providers: capped, but outside bearer auth (their signature authenticates them).
+  app.use("/webhooks/*", bodyCap(limits.max_body_bytes));
 
   app.route("/", healthRoutes({ database: deps.database, readiness_timeout_ms: 2_000, lifecycle: deps.lifecycle }));
   app.route("/", accountRoutes({ ledger: deps.ledger, signer }));
@@ -84,6 +91,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
   app.route("/", priceRoutes({ ledger: deps.ledger, signer }));
   app.route("/", webhookRoutes({ ledger: deps.ledger, signer, secret_box: deps.secret_box ?? databaseSecretBox(deps.database) }));
+  app.route("/", autoTopupRoutes({ ledger: deps.ledger }));
+  app.route("/", stripeWebhookRoutes({ ledger: deps.ledger, stripe: deps.stripe }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

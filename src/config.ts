@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { parseAmount } from "./ledger/core/amount.js";
 
 /**
  * The environment, parsed once at start. Every limit the service enforces is here so that an operator can
@@ -75,6 +76,17 @@ export const configSchema = z
     WEBHOOK_POLL_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
     // The first retry waits about this long; each later one three times longer, up to 3 h (src/webhooks/schedule.ts).
     WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
+    // Stripe webhooks (src/payments/stripe/): the endpoint's signing secret (unset: POST /webhooks/stripe is 404),
+    // and the credits one major unit of the payment's currency buys (an exact decimal, e.g. 1 credit per 1 USD).
+    STRIPE_WEBHOOK_SECRET: optionalString,
+    STRIPE_CREDITS_PER_UNIT: z
+      .string()
+      .default("1")
+      .refine((value) => "nanos" in parseAmount(value), "must be a decimal greater than 0 with up to 9 fractional digits"),
+    // Auto top-up (src/ledger/auto-topup/): how often each process looks for accounts to evaluate (0: never), and
+    // how long an unfulfilled request blocks the next one.
+    AUTO_TOPUP_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(250),
+    AUTO_TOPUP_REQUEST_EXPIRY_MS: positiveInt(60 * 60 * 1000, 31 * 24 * 60 * 60 * 1000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

@@ -33,6 +33,7 @@ export const ERROR_CATALOGUE = {
   webhook_endpoint_not_found: { status: 404, title: "The webhook endpoint does not exist" },
   webhook_delivery_not_found: { status: 404, title: "The webhook delivery does not exist" },
   too_many_webhook_endpoints: { status: 409, title: "tally keeps as many webhook endpoints as it allows" },
+  invalid_signature: { status: 400, title: "The webhook signature is missing, does not match the body, or is too old" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

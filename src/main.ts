@@ -12,6 +12,8 @@ import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
 import { configureGroupCommit } from "./ledger/posting/group-commit.js";
 import { startExpirySweep } from "./ledger/lots/sweep.js";
+import { startAutoTopupDetector } from "./ledger/auto-topup/detector.js";
+import { parseAmount } from "./ledger/core/amount.js";
 import { createLogger } from "./logger.js";
 import { instrumentPool } from "./metrics/pool.js";
 import { databaseSigner } from "./signing/signer.js";
@@ -80,6 +82,14 @@ async function main(): Promise<void> {
           retention_days: config.EVENT_RETENTION_DAYS,
         })
       : undefined;
+  const autoTopup =
+    config.AUTO_TOPUP_INTERVAL_MS > 0
+      ? startAutoTopupDetector(ledger, {
+          interval_ms: config.AUTO_TOPUP_INTERVAL_MS,
+          policy: { request_expiry_ms: config.AUTO_TOPUP_REQUEST_EXPIRY_MS },
+        })
+      : undefined;
+  const creditsPerUnit = parseAmount(config.STRIPE_CREDITS_PER_UNIT);
   // The server is made after the app; the app reads the drain state through this indirection.
   const lifecycle: { current?: Lifecycle } = {};
   const app = createApp({
@@ -94,6 +104,10 @@ async function main(): Promise<void> {
     signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
     secret_box: secretBox,
     console_enabled: config.CONSOLE_ENABLED,
+    stripe:
+      config.STRIPE_WEBHOOK_SECRET && "nanos" in creditsPerUnit
+        ? { webhook_secret: config.STRIPE_WEBHOOK_SECRET, credits_per_unit_nanos: creditsPerUnit.nanos }
+        : undefined,
     authenticators: {
       service_keys: new ServiceKeyVerifier(database),
       failed_authentications: new FailedAuthentications({
@@ -137,6 +151,7 @@ async function main(): Promise<void> {
       await maintenance.stop();
       await expirySweep?.stop();
       await webhookWorker?.stop();
+      await autoTopup?.stop();
       await database.close();
     } catch (error) {
       logger.error({ err: error }, "closing the database failed");

@@ -180,7 +180,7 @@ export const apiKeys = pgTable(
   (table) => [check("api_keys_id_format", sql`${table.id} ~ '^[0-9a-f]{16}$'`)],
 );
 
-export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted", "credits_expired"] as const;
+export const BALANCE_EVENT_TYPES = ["balance_restored", "balance_depleted", "credits_expired", "auto_topup_requested"] as const;
 export type BalanceEventType = (typeof BALANCE_EVENT_TYPES)[number];
 
 /**
@@ -218,6 +218,8 @@ export const balanceEvents = pgTable(
     // credits_expired only: the lot that expired and the amount that left the balance.
     lotId: uuid("lot_id"),
     amount: numeric("amount"),
+    // auto_topup_requested only (src/ledger/auto-topup/): the request the billing side fulfils (amount: to charge).
+    requestId: uuid("request_id"),
   },
   (table) => [
     primaryKey({ name: "balance_events_pkey", columns: [table.accountId, table.id] }),
@@ -225,7 +227,7 @@ export const balanceEvents = pgTable(
     index("balance_events_created_at").on(table.createdAt),
     check(
       "balance_events_type_known",
-      sql`${table.type} IN ('balance_restored', 'balance_depleted', 'credits_expired')`,
+      sql`${table.type} IN ('balance_restored', 'balance_depleted', 'credits_expired', 'auto_topup_requested')`,
     ),
   ],
 );
@@ -277,3 +279,4 @@ export * from "./holds-schema.js";
 export * from "./lots-schema.js";
 export * from "./prices-schema.js";
 export * from "./webhooks-schema.js";
+export * from "./payments-schema.js";

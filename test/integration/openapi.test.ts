@@ -44,6 +44,8 @@ const PATHS = [
   "/v1/webhook-endpoints/{id}/rotate-secret",
   "/v1/webhook-endpoints/{id}/deliveries",
   "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
+  "/v1/accounts/{id}/auto-topup",
+  "/webhooks/stripe",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -114,6 +116,8 @@ describe("GET /openapi.json", () => {
         "post /v1/webhook-endpoints", "get /v1/webhook-endpoints", "get /v1/webhook-endpoints/{id}",
         "patch /v1/webhook-endpoints/{id}", "delete /v1/webhook-endpoints/{id}", "post /v1/webhook-endpoints/{id}/rotate-secret",
         "get /v1/webhook-endpoints/{id}/deliveries", "post /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
+        "put /v1/accounts/{id}/auto-topup", "get /v1/accounts/{id}/auto-topup", "delete /v1/accounts/{id}/auto-topup",
+        "post /webhooks/stripe",
       ]),
     );
   });
@@ -132,7 +136,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(43);
+    expect(v1().length).toBe(46);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -204,7 +208,7 @@ describe("GET /openapi.json", () => {
         "patch /v1/webhook-endpoints/{id}", "post /v1/debits", "post /v1/entries/{entry_id}/refund",
         "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/prices/estimate",
         "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch", "post /v1/webhook-endpoints",
-        "put /v1/prices/{meter}",
+        "put /v1/accounts/{id}/auto-topup", "put /v1/prices/{meter}",
       ].sort(),
     );
     const missing: string[] = [];

@@ -20,6 +20,8 @@ const README = await readFile(path.join(ROOT, "README.md"), "utf8");
 const EXAMPLES = parseExamples(README);
 /** The admin key of the README's quick start, which its examples use. */
 const ADMIN_KEY = /TALLY_ADMIN_KEY=(\S+)/.exec(README)?.[1] ?? "";
+/** The Stripe signing secret the README's Stripe examples sign with (its `export STRIPE_WEBHOOK_SECRET=` line). */
+const STRIPE_WEBHOOK_SECRET = /export STRIPE_WEBHOOK_SECRET=(\S+)/.exec(README)?.[1] ?? "";
 /** How long a `curl -N` stream is read before the runner interrupts it, as the reader would with ^C. */
 const STREAM_READ_MS = 1_500;
 
@@ -32,7 +34,7 @@ const variables: Record<string, string> = {};
 beforeAll(async () => {
   const database = await freshDatabase(inject("databaseUrl"));
   dropDatabase = database.drop;
-  tally = await startTally({ DATABASE_URL: database.url, TALLY_ADMIN_KEY: ADMIN_KEY });
+  tally = await startTally({ DATABASE_URL: database.url, TALLY_ADMIN_KEY: ADMIN_KEY, STRIPE_WEBHOOK_SECRET });
   scratch = await mkdtemp(path.join(tmpdir(), "tally-readme-"));
 });
 

@@ -7,6 +7,7 @@ import { openDatabase } from "../../src/db/open.js";
 import type { Database } from "../../src/db/port.js";
 import { createLedgerContext, type Clock, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
+import type { StripeSettings } from "../../src/payments/stripe/handle.js";
 
 export const EMBEDDED_ADMIN_KEY = "embedded-admin-key-0123456789abcdef0123";
 
@@ -36,8 +37,12 @@ export async function openEmbeddedStore(prefix: string): Promise<{ database: Dat
 /** The app over an embedded store, called in-process with the admin key; small checkpoint settings exercise folds. */
 export function embeddedApp(
   database: Database,
-  options: { clock?: Clock; now?: () => Date } = {},
-): { ledger: LedgerContext; app: ReturnType<typeof createApp>; call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse> } {
+  options: { clock?: Clock; now?: () => Date; stripe?: StripeSettings } = {},
+): {
+  ledger: LedgerContext;
+  app: ReturnType<typeof createApp>;
+  call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse>;
+} {
   const logger = createLogger("silent");
   const ledger = createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, clock: options.clock, now: options.now });
   const app = createApp({
@@ -46,6 +51,7 @@ export function embeddedApp(
     logger,
     authenticators: { service_keys: new ServiceKeyVerifier(database.orm), jwt: undefined, admin_key: EMBEDDED_ADMIN_KEY },
     limits: { max_body_bytes: 1 << 20, request_timeout_ms: 30_000, cors_origins: [] },
+    stripe: options.stripe,
   });
   const call = async (method: string, url: string, body?: unknown): Promise<EmbeddedResponse> => {
     const response = await app.request(url, {

@@ -9,10 +9,13 @@ import { connectPostgres } from "../../src/db/postgres.js";
 import { createLedgerContext, type Clock, type LedgerContext } from "../../src/ledger/core/context.js";
 import { createLogger } from "../../src/logger.js";
 import { databaseSigner, type Signer } from "../../src/signing/signer.js";
+import type { StripeSettings } from "../../src/payments/stripe/handle.js";
 
 export const ADMIN_KEY = "test-admin-key-0123456789abcdef0123456789";
 export const JWT_SECRET = "test-jwt-secret-0123456789abcdef0123456789";
 export const JWT_AUDIENCE = "tally-test";
+/** The Stripe webhook signing secret every harness app verifies with, unless a test passes its own settings. */
+export const STRIPE_WEBHOOK_SECRET = "whsec_test_0123456789abcdef0123456789";
 
 /** A fresh id per call, so tests never share accounts or keys. */
 export function uniqueId(prefix = "acct"): string {
@@ -56,6 +59,8 @@ export function createHarness(
     clock?: Clock;
     /** An operator-supplied signing key (TALLY_SIGNING_KEY); by default the key kept in the database. */
     signing_key?: string;
+    /** Stripe webhooks: by default verified with STRIPE_WEBHOOK_SECRET at 1 credit per major unit; null: not configured. */
+    stripe?: StripeSettings | null;
   } = {},
 ): Harness {
   const databaseUrl = inject("databaseUrl");
@@ -87,6 +92,7 @@ export function createHarness(
       admin_key: ADMIN_KEY,
     },
     limits: { max_body_bytes: options.max_body_bytes ?? 8 * 1024 * 1024, request_timeout_ms: 60_000, cors_origins: [] },
+    stripe: options.stripe === null ? undefined : (options.stripe ?? { webhook_secret: STRIPE_WEBHOOK_SECRET, credits_per_unit_nanos: 1_000_000_000n }),
   });
 
   async function request(method: string, path: string, requestOptions: { body?: unknown; token?: string | null; headers?: Record<string, string> } = {}): Promise<ApiResponse> {

@@ -122,6 +122,8 @@ export interface BalanceEvent {
   /** credits_expired only (src/ledger/lots/): the lot that expired and the amount that left the balance. */
   lot_id?: string;
   amount?: string;
+  /** auto_topup_requested only (src/ledger/auto-topup/): the request to fulfil; `amount` is what to charge. */
+  request_id?: string;
 }
 
 interface EvaluationRow {

@@ -6,14 +6,14 @@ export const EVENTS_PAGE_MAX = 500;
 
 const LIST_AFTER_SQL = `
 SELECT id::text AS id, type, account_id, balance::text AS balance, created_at, lot_id::text AS lot_id,
-       amount::text AS amount
+       amount::text AS amount, request_id::text AS request_id
 FROM balance_events WHERE id > $1::bigint
 ORDER BY balance_events.id LIMIT $2 -- qualified: a bare "id" is the text output column, and "10" sorts before "9"
 `;
 
 /** Events with ids above `after_id`, oldest first. Ids commit in order (see crossings.ts), so resuming is exact. */
 export async function listEventsAfter(database: Queryable, after_id: string, limit: number): Promise<BalanceEvent[]> {
-  const rows = await database.query<{ id: string; type: BalanceEvent["type"]; account_id: string; balance: string; created_at: Date | string; lot_id: string | null; amount: string | null }>(
+  const rows = await database.query<{ id: string; type: BalanceEvent["type"]; account_id: string; balance: string; created_at: Date | string; lot_id: string | null; amount: string | null; request_id: string | null }>(
     LIST_AFTER_SQL,
     [after_id, Math.min(limit, EVENTS_PAGE_MAX)],
   );
@@ -25,6 +25,7 @@ export async function listEventsAfter(database: Queryable, after_id: string, lim
     time: new Date(row.created_at).toISOString(),
     ...(row.lot_id !== null ? { lot_id: row.lot_id } : {}),
     ...(row.amount !== null ? { amount: canonicalNumeric(row.amount) } : {}),
+    ...(row.request_id !== null ? { request_id: row.request_id } : {}),
   }));
 }
 
