@@ -25,6 +25,8 @@ import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
+import { planRoutes } from "./http/routes/plans.js";
+import { subscriptionRoutes } from "./http/routes/subscriptions.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
@@ -77,6 +79,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", planRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", subscriptionRoutes({ ledger: deps.ledger }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

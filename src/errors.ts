@@ -28,6 +28,10 @@ export const ERROR_CATALOGUE = {
   database_timeout: { status: 503, title: "A database statement or transaction ran past its time limit; retry later" },
   database_conflict: { status: 503, title: "The database aborted the transaction to resolve a conflict (such as a deadlock); retry" },
   too_many_failed_authentications: { status: 429, title: "Too many failed authentications from this address; retry later" },
+  plan_not_found: { status: 404, title: "The plan does not exist" },
+  plan_exists: { status: 409, title: "A plan with this id already exists" },
+  plan_archived: { status: 409, title: "The plan is archived and takes no new subscriptions" },
+  subscription_not_found: { status: 404, title: "The account has no subscription" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -268,3 +268,4 @@ export const serverSecrets = pgTable("server_secrets", {
 
 export * from "./holds-schema.js";
 export * from "./lots-schema.js";
+export * from "./plans-schema.js";
