@@ -36,6 +36,10 @@ const PATHS = [
   "/v1/accounts/{id}/holds",
   "/v1/accounts/{id}/lots",
   "/v1/credits/{entry_id}/expire",
+  "/v1/plans",
+  "/v1/plans/{id}",
+  "/v1/accounts/{id}/subscription",
+  "/v1/renewals/run",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -102,6 +106,8 @@ describe("GET /openapi.json", () => {
         "post /v1/holds", "get /v1/holds/{id}", "post /v1/holds/{id}/capture", "post /v1/holds/{id}/release",
         "get /v1/accounts/{id}/holds",
         "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
+        "post /v1/plans", "get /v1/plans", "get /v1/plans/{id}", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription",
+        "get /v1/accounts/{id}/subscription", "delete /v1/accounts/{id}/subscription", "post /v1/renewals/run",
       ]),
     );
   });
@@ -120,7 +126,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(31);
+    expect(v1().length).toBe(39);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -190,7 +196,8 @@ describe("GET /openapi.json", () => {
       [
         "post /v1/accounts", "post /v1/accounts/{id}/adjustments", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits",
         "post /v1/debits", "post /v1/entries/{entry_id}/refund", "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
-      ],
+        "post /v1/plans", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription", "post /v1/renewals/run",
+      ].sort(),
     );
     const missing: string[] = [];
     for (const { method, path, operation } of withBody) {
