@@ -42,5 +42,6 @@ describe("tally renewals", () => {
     expect(bad.code).toBe(2);
     expect(bad.stderr).toContain("--limit must be");
     expect((await tally(["renewals", "--help"])).stdout).toContain("usage: tally renewals");
-  });
+    // Six process starts, each loading tsx: slow on a loaded machine.
+  }, 300_000);
 });
