@@ -91,6 +91,35 @@ describe("2. renewals with several processes", () => {
     // Minutes on a loaded 2-core machine shared with other suites; the bound is the wait above, not a timing claim.
   }, 600_000);
 
+  it("a scheduler stopped mid-wave finishes the batch it holds and leaves no claim behind", async () => {
+    const plan_id = await createPlan();
+    const accounts = await dueAccounts(plan_id, 300);
+    const scheduler = startRenewalScheduler(first.ledger, { interval_ms: 1 });
+    const granted = async () =>
+      Number(
+        (
+          await first.database.query<{ granted: string }>(
+            "SELECT count(*)::text AS granted FROM entries WHERE account_id = ANY($1::text[]) AND type = 'grant'",
+            [accounts],
+          )
+        )[0]!.granted,
+      );
+    try {
+      await waitUntil(async () => (await granted()) > 0, 120_000);
+    } finally {
+      await scheduler.stop();
+    }
+    const [rows] = await first.database.query<{ claimed: string; recorded: string }>(
+      `SELECT count(*) FILTER (WHERE claim_expires_at IS NOT NULL)::text AS claimed,
+              count(*) FILTER (WHERE granted_entry_id IS NOT NULL)::text AS recorded
+       FROM plan_subscriptions WHERE plan_id = $1`,
+      [plan_id],
+    );
+    // Every claimed account was renewed and released before stop() returned, and every grant is recorded.
+    expect(rows!.claimed).toBe("0");
+    expect(Number(rows!.recorded)).toBe(await granted());
+  }, 300_000);
+
   it("a claim left by a process that died delays its renewal until the lease lapses, and no longer", async () => {
     const plan_id = await createPlan();
     const [account] = await dueAccounts(plan_id, 1);
