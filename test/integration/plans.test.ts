@@ -295,6 +295,7 @@ describe("7. bad input", () => {
       [{ credits: "-5" }, "credits"],
       [{ credits: "0" }, "credits"],
       [{ rollover: "101" }, "rollover"],
+      [{ credits: "1000000000000000", rollover: "1" }, "rollover"],
       [{ priority: 101 }, "priority"],
       [{ id: "has space" }, "id"],
     ] as const) {

@@ -1,7 +1,7 @@
 import type { PlanPeriodKind } from "../../db/schema.js";
 import type { Queryable } from "../../db/port.js";
 import { TallyError } from "../../errors.js";
-import { canonicalNumeric, formatNanos, numericToNanos } from "../core/amount.js";
+import { AMOUNT_MAX_NANOS, canonicalNumeric, formatNanos, numericToNanos } from "../core/amount.js";
 import type { LedgerContext } from "../core/context.js";
 import { periodLabel, planPeriod, type PlanPeriod } from "./period.js";
 
@@ -99,6 +99,12 @@ function checkRollover(credits: bigint, rollover_max: bigint | null): void {
   if (rollover_max !== null && rollover_max > credits) {
     throw new TallyError("validation_failed", "rollover must not exceed credits", {
       errors: [{ field: "rollover", message: "must be \"none\" or at most credits" }],
+    });
+  }
+  // A grant is credits + rollover, one entry, and no entry may exceed the largest amount.
+  if (rollover_max !== null && credits + rollover_max > AMOUNT_MAX_NANOS) {
+    throw new TallyError("validation_failed", "credits + rollover must be at most 1000000000000000", {
+      errors: [{ field: "rollover", message: "credits + rollover must be at most 1000000000000000" }],
     });
   }
 }
