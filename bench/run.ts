@@ -14,6 +14,7 @@ import { ingestSingle } from "./scenarios/ingest-single.js";
 import { notify } from "./scenarios/notify.js";
 import { holds } from "./scenarios/holds.js";
 import { lots } from "./scenarios/lots.js";
+import { webhooks } from "./scenarios/webhooks.js";
 
 /**
  * `npm run bench [-- [--quick] [--keep] [--profile] [scenario …]]`
@@ -24,7 +25,7 @@ import { lots } from "./scenarios/lots.js";
  * failed: tally did not start, a request errored, or tally's balances drifted. Timing never fails a run.
  */
 
-const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots];
+const SCENARIOS: Scenario[] = [ingestSingle, ingestBatch, hotAccount, balanceRead, drift, history, notify, holds, lots, webhooks];
 
 const USAGE = `usage: npm run bench -- [--quick] [--keep] [--profile] [scenario ...]
 

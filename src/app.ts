@@ -23,8 +23,10 @@ import { historyRoutes } from "./http/routes/history.js";
 import { lotRoutes } from "./http/routes/lots.js";
 import { postingRoutes } from "./http/routes/postings.js";
 import { holdRoutes } from "./http/routes/holds.js";
+import { priceRoutes } from "./http/routes/prices.js";
 import { docsRoutes } from "./http/routes/docs.js";
 import { keyRoutes } from "./http/routes/keys.js";
+import { webhookRoutes } from "./http/routes/webhooks.js";
 import { planRoutes } from "./http/routes/plans.js";
 import { subscriptionRoutes } from "./http/routes/subscriptions.js";
 import { openApiDocument } from "./http/openapi/document.js";
@@ -33,6 +35,7 @@ import { metricsRoutes } from "./metrics/route.js";
 import type { LedgerContext } from "./ledger/core/context.js";
 import type { Logger } from "./logger.js";
 import { databaseSigner, type Signer } from "./signing/signer.js";
+import { databaseSecretBox, type SecretBox } from "./webhooks/secret-box.js";
 
 export interface AppDependencies {
   database: Database;
@@ -47,6 +50,8 @@ export interface AppDependencies {
   lifecycle?: Lifecycle;
   /** Serves the admin console at /console (src/console/); CONSOLE_ENABLED=false turns it off. */
   console_enabled?: boolean;
+  /** Encrypts webhook signing secrets at rest; by default under the key kept in the database (src/webhooks/secret-box.ts). */
+  secret_box?: SecretBox;
 }
 
 const RETRY_AFTER_SECONDS = 1;
@@ -79,6 +84,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", correctionRoutes({ ledger: deps.ledger }));
   app.route("/", holdRoutes({ ledger: deps.ledger, signer }));
   app.route("/", lotRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", priceRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", webhookRoutes({ ledger: deps.ledger, signer, secret_box: deps.secret_box ?? databaseSecretBox(deps.database) }));
   app.route("/", planRoutes({ ledger: deps.ledger, signer }));
   app.route("/", subscriptionRoutes({ ledger: deps.ledger }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));

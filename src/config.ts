@@ -68,6 +68,16 @@ export const configSchema = z
     AUTH_FAILURES_PER_MINUTE_MAX: positiveInt(30, 1_000_000),
     // The admin console at /console (src/console/).
     CONSOLE_ENABLED: booleanFlag(true),
+    // Outbound webhooks (src/webhooks/). Private networks: deliver to loopback, private, link-local and metadata
+    // addresses (tests, development); off, such addresses are refused after DNS at delivery time.
+    WEBHOOK_ALLOW_PRIVATE_NETWORKS: booleanFlag(false),
+    WEBHOOK_ATTEMPT_TIMEOUT_MS: positiveInt(10_000, 120_000),
+    WEBHOOK_IN_FLIGHT_PER_ENDPOINT_MAX: positiveInt(4, 100),
+    WEBHOOK_CONCURRENCY_MAX: positiveInt(32, 1000),
+    // How often each process looks for deliveries due (retries, other processes' events); 0: this process delivers none.
+    WEBHOOK_POLL_INTERVAL_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+    // The first retry waits about this long; each later one three times longer, up to 3 h (src/webhooks/schedule.ts).
+    WEBHOOK_RETRY_BASE_MS: z.coerce.number().int().min(100).max(600_000).default(5000),
   })
   .refine((config) => !(config.JWT_SECRET && config.JWT_JWKS_URL), {
     message: "set JWT_SECRET or JWT_JWKS_URL, not both",

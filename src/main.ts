@@ -16,6 +16,8 @@ import { startRenewalScheduler } from "./ledger/plans/scheduler.js";
 import { createLogger } from "./logger.js";
 import { instrumentPool } from "./metrics/pool.js";
 import { databaseSigner } from "./signing/signer.js";
+import { databaseSecretBox } from "./webhooks/secret-box.js";
+import { startWebhookWorker } from "./webhooks/worker.js";
 
 /** Process entry: configuration, database, server, graceful shutdown. */
 async function main(): Promise<void> {
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
 
   let database;
   try {
-    database = await openDatabase(config, { migrate: config.MIGRATE_ON_START });
+    database = await openDatabase(config, { migrate: config.MIGRATE_ON_START, on_progress: (message) => logger.info(message) });
   } catch (error) {
     if (error instanceof DirectoryLockedError) {
       logger.fatal(error.message);
@@ -67,6 +69,19 @@ async function main(): Promise<void> {
   const expirySweep =
     config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
   const renewals = config.RENEWAL_INTERVAL_MS > 0 ? startRenewalScheduler(ledger, { interval_ms: config.RENEWAL_INTERVAL_MS }) : undefined;
+  const secretBox = databaseSecretBox(database, config.TALLY_SIGNING_KEY);
+  const webhookWorker =
+    config.WEBHOOK_POLL_INTERVAL_MS > 0
+      ? startWebhookWorker(ledger, secretBox, {
+          allow_private_networks: config.WEBHOOK_ALLOW_PRIVATE_NETWORKS,
+          attempt_timeout_ms: config.WEBHOOK_ATTEMPT_TIMEOUT_MS,
+          in_flight_per_endpoint_max: config.WEBHOOK_IN_FLIGHT_PER_ENDPOINT_MAX,
+          concurrency_max: config.WEBHOOK_CONCURRENCY_MAX,
+          poll_interval_ms: config.WEBHOOK_POLL_INTERVAL_MS,
+          retry_base_ms: config.WEBHOOK_RETRY_BASE_MS,
+          retention_days: config.EVENT_RETENTION_DAYS,
+        })
+      : undefined;
   // The server is made after the app; the app reads the drain state through this indirection.
   const lifecycle: { current?: Lifecycle } = {};
   const app = createApp({
@@ -79,6 +94,7 @@ async function main(): Promise<void> {
     ledger,
     logger,
     signer: databaseSigner(database, { configured_key: config.TALLY_SIGNING_KEY }),
+    secret_box: secretBox,
     console_enabled: config.CONSOLE_ENABLED,
     authenticators: {
       service_keys: new ServiceKeyVerifier(database),
@@ -125,6 +141,7 @@ async function main(): Promise<void> {
       await maintenance.stop();
       await expirySweep?.stop();
       await renewalsStopped;
+      await webhookWorker?.stop();
       await database.close();
     } catch (error) {
       logger.error({ err: error }, "closing the database failed");

@@ -4,6 +4,7 @@ import { HttpClient } from "../lib/http.js";
 import { percentiles, runInterleaved, type LoadResult, type Measured, type Side } from "../lib/load.js";
 import { figure, target, type Figure, type Target } from "../lib/report.js";
 import { FIXED_REQUEST_HASH, METADATA, queryable, runTag, usageAmount } from "../lib/rows.js";
+import { PRICED_METER, pricedQuantities, seedPrice } from "../lib/prices.js";
 import { pick, type Scenario, type ScenarioContext } from "../lib/scenario.js";
 import { startCeiling } from "../lib/tally.js";
 
@@ -15,7 +16,9 @@ import { startCeiling } from "../lib/tally.js";
  *   row per statement;
  * - the HTTP ceiling: a no-database node:http server (ceiling-server.ts) answering the same request with an entry
  *   of the same shape: what HTTP alone costs here. tally's server CPU per row is reported beside the ceiling's;
- * - at 64 clients, spread: two tally processes on the same database, clients split between them.
+ * - at 64 clients, spread: two tally processes on the same database, clients split between them;
+ * - tally, priced: the same posts as `{ meter, quantities }` (tokens) instead of an amount, priced by tally from its
+ *   price cache (src/ledger/prices/); reported as a ratio to the plain tally side (target ≥ 0.9×).
  * Rows per flush (tally's group commit) are read from the ledger: the rows of one flush share a transaction id.
  */
 
@@ -61,6 +64,7 @@ export const ingestSingle: Scenario = {
     await createAccounts(context.sql, HOT_ACCOUNT, 1);
     const hot = `${HOT_ACCOUNT}1`;
 
+    await seedPrice(context.sql);
     const tally = await context.startTally();
     const tag = runTag();
     // Warm tally's cache of known accounts the way a running service has it warm, so the measured posts do not each
@@ -74,6 +78,8 @@ export const ingestSingle: Scenario = {
       distribution === "one" ? hot : accounts[(sequence * 7919) % accounts.length]!;
     const usageBody = (key: string, distribution: "spread" | "one", sequence: number) =>
       JSON.stringify({ account_id: pickAccount(distribution, sequence), amount: usageAmount(sequence), idempotency_key: key, metadata: METADATA });
+    const pricedBody = (key: string, distribution: "spread" | "one", sequence: number) =>
+      JSON.stringify({ account_id: pickAccount(distribution, sequence), meter: PRICED_METER, quantities: pricedQuantities(sequence), idempotency_key: key, metadata: METADATA });
     const ceiling = await startCeiling();
     // A second tally process on the same database, for the two-process measurement (64 clients, spread).
     const second = await context.startTally({ label: "second" });
@@ -97,6 +103,15 @@ export const ingestSingle: Scenario = {
             sample_waits: context.sql,
             operation: async (_worker, sequence) => {
               await http.expect("POST", "/v1/usage", usageBody(`${prefix}${sequence}`, distribution, sequence), [201]);
+              return 1;
+            },
+          },
+          "tally, priced": {
+            workers: clients,
+            tally_pid: tally.pid,
+            sample_waits: context.sql,
+            operation: async (_worker, sequence) => {
+              await http.expect("POST", "/v1/usage", pricedBody(`${prefix}priced-${sequence}`, distribution, sequence), [201]);
               return 1;
             },
           },
@@ -151,6 +166,7 @@ export const ingestSingle: Scenario = {
           sides,
         });
         const viaTally = measured.tally!;
+        const priced = measured["tally, priced"]!;
         const raw = measured["raw insert"]!;
         const ceilingResult = measured["HTTP ceiling"]!;
         const groups = await groupSizes(context, prefix);
@@ -160,6 +176,7 @@ export const ingestSingle: Scenario = {
           tally: viaTally,
           baseline: raw,
           ceiling: ceilingResult,
+          priced,
           group_sizes: groups,
           ...(twoProcesses ? { tally_two_processes: measured["tally, 2 processes"] } : {}),
         };
@@ -171,7 +188,11 @@ export const ingestSingle: Scenario = {
           figure(`rows/s, ${label}: tally vs the no-database HTTP ceiling`, "rows/s", viaTally.rows_per_s, ceilingResult.rows_per_s, { better: "higher" }),
           figure(`server CPU per row, ${label}: tally vs the HTTP ceiling`, "µs", cpuPerRow(viaTally), cpuPerRow(ceilingResult), { better: "lower", headline: clients > 1 }),
           figure(`rows per flush (mean / p99), ${label}`, "rows", groups.mean, groups.p99, { compare: false }),
+          figure(`rows/s, ${label}: priced (tokens) vs plain (amount)`, "rows/s", priced.rows_per_s, viaTally.rows_per_s, { better: "higher", headline: true }),
+          figure(`p99 latency, ${label}: priced vs plain`, "ms", priced.latency_ms.p99, viaTally.latency_ms.p99, { better: "lower" }),
         );
+        const pricedShare = priced.rows_per_s / viaTally.rows_per_s;
+        targets.push(target(`${label}: priced ≥ 0.9 × plain rate`, `${pricedShare.toFixed(2)}×`, pricedShare >= 0.9));
         if (twoProcesses) {
           const two = measured["tally, 2 processes"]!;
           figures.push(

@@ -26,37 +26,46 @@ button.secondary { background: #fff; color: var(--accent); }
 .status-restored { color: var(--good); font-weight: 600; }
 .muted { color: var(--muted); }
 tr.batch-row td { background: #f3f3f3; }
+.figures { display: flex; flex-wrap: wrap; gap: .5rem 2rem; margin: .5rem 0 1rem; }
+.figures dt { font-size: .85rem; color: var(--muted); }
+.figures dd { margin: 0; font-size: 1.25rem; font-weight: 600; }
+.skip-link { position: absolute; left: -999px; top: 0; background: #fff; padding: .4rem .8rem; }
+.skip-link:focus { left: .5rem; }
 .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); }
 `;
 
 /**
- * Live marking on the accounts page: polls the session-authenticated event feed and marks rows as their accounts
- * are depleted or restored. Without JavaScript the page is complete, only not live.
+ * Live marking on the accounts page: follows the session's event stream (/console/events/stream, Server-Sent
+ * Events; see live.ts) and marks rows as their accounts are depleted or restored. EventSource reconnects by itself
+ * with Last-Event-ID after a stream ends; when the server refuses it (the session ended), it says so and stops.
+ * Without JavaScript or EventSource the page is complete, only not live.
  */
 export const LIVE_JS = `
 "use strict";
 (function () {
   var table = document.querySelector("[data-live-after]");
-  if (!table) return;
-  var after = table.getAttribute("data-live-after");
   var status = document.getElementById("live-status");
-  function mark(event) {
+  if (!table || typeof EventSource === "undefined") return;
+  var after = table.getAttribute("data-live-after");
+  function mark(message) {
+    var event = JSON.parse(message.data);
+    var depleted = event.type === "balance_depleted";
     var cells = document.querySelectorAll("[data-status-for]");
     for (var i = 0; i < cells.length; i++) {
       if (cells[i].getAttribute("data-status-for") !== event.account_id) continue;
-      var depleted = event.type === "balance_depleted";
       cells[i].textContent = depleted ? "depleted" : "restored";
       cells[i].className = depleted ? "status-depleted" : "status-restored";
     }
-    if (status) status.textContent = event.account_id + " " + (event.type === "balance_depleted" ? "depleted" : "restored");
+    if (status) status.textContent = event.account_id + " " + (depleted ? "depleted" : "restored");
   }
-  function poll() {
-    fetch("/console/events?after=" + encodeURIComponent(after), { credentials: "same-origin", headers: { accept: "application/json" } })
-      .then(function (response) { return response.ok ? response.json() : { events: [], after: after }; })
-      .then(function (body) { body.events.forEach(mark); after = body.after; })
-      .catch(function () {})
-      .then(function () { setTimeout(poll, 1000); });
-  }
-  poll();
+  var source = new EventSource("/console/events/stream?after=" + encodeURIComponent(after));
+  source.addEventListener("balance_depleted", mark);
+  source.addEventListener("balance_restored", mark);
+  source.addEventListener("open", function () { table.setAttribute("data-live", "connected"); });
+  source.addEventListener("error", function () {
+    if (source.readyState !== EventSource.CLOSED) return;
+    table.setAttribute("data-live", "closed");
+    if (status) status.textContent = "Live updates stopped; reload the page to resume.";
+  });
 })();
 `;

@@ -14,15 +14,20 @@ import { ACCOUNT_SEARCH_OFFSET_MAX, searchAccounts } from "../ledger/balances/ac
 import { getAccount } from "../ledger/core/accounts.js";
 import type { LedgerContext } from "../ledger/core/context.js";
 import type { EntryRequest } from "../ledger/core/entry.js";
-import { latestEventId, listEventsAfter } from "../ledger/events/events.js";
+import { latestEventId } from "../ledger/events/events.js";
 import { listHistory, type HistoryFilters, type HistoryItem } from "../ledger/history/history.js";
 import { STATS_BUCKETS_MAX, accountStats, bucketCount } from "../ledger/history/stats.js";
+import { listHolds } from "../ledger/holds/read.js";
+import { expiringNext } from "../ledger/lots/expiring-next.js";
+import { listLots } from "../ledger/lots/listing.js";
 import { postCredit } from "../ledger/posting/credits.js";
 import { postDebit } from "../ledger/posting/debits.js";
 import { ensureAccountsExist, type PostResult } from "../ledger/posting/posting.js";
 import type { Signer } from "../signing/signer.js";
 import { CONSOLE_CSS, LIVE_JS } from "./assets.js";
+import { consoleEventStream } from "./live.js";
 import { StatsChart } from "./chart.js";
+import { ACCOUNT_PAGE_HOLDS_SHOWN, ACCOUNT_PAGE_LOTS_SHOWN, BalanceFigures, Expiring, HoldsTable, LotsTable, time } from "./figures.js";
 import { checkFormToken, formToken, readSession, signIn, signOut, type Session } from "./session.js";
 import { Amount, ErrorPage, Layout, SignInPage } from "./views.js";
 
@@ -41,7 +46,6 @@ const FORM_BYTES_MAX = 16 * 1024;
 const ACCOUNTS_PAGE_SIZE = 50;
 const HISTORY_PAGE_SIZE = 25;
 const BATCH_ROWS_SHOWN_MAX = 200;
-const EVENTS_POLL_MAX = 100;
 const STATS_DAYS_DEFAULT = 30;
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
 
@@ -214,6 +218,13 @@ export function consoleRoutes(deps: ConsoleDependencies) {
               <th scope="col" class="number">
                 Balance
               </th>
+              <th scope="col" class="number">
+                Available
+              </th>
+              <th scope="col" class="number">
+                Held
+              </th>
+              <th scope="col">Expiring next</th>
               <th scope="col">Status</th>
               <th scope="col">Created</th>
             </tr>
@@ -227,15 +238,30 @@ export function consoleRoutes(deps: ConsoleDependencies) {
                 <td class="number">
                   <Amount value={account.balance} />
                 </td>
+                <td class="number" data-available>
+                  <Amount value={account.available} />
+                </td>
+                <td class="number" data-held>
+                  {account.held}
+                </td>
+                <td data-expiring>
+                  <Expiring value={account.expiring_next} />
+                </td>
                 <td data-status-for={account.id} class={account.balance.startsWith("-") || account.balance === "0" ? "status-depleted" : undefined}>
                   {account.balance.startsWith("-") || account.balance === "0" ? "at or below zero" : ""}
                 </td>
-                <td>{account.created_at.slice(0, 19).replace("T", " ")}</td>
+                <td>{time(account.created_at)}</td>
               </tr>
             ))}
           </tbody>
         </table>
         {result.accounts.length === 0 ? <p>No accounts match.</p> : null}
+        {result.accounts.some((account) => account.expiring_next?.exact === false) ? (
+          <p class="muted">
+            “up to … not before …”: so much usage arrived since that account's credit lots were last folded that this list shows a bound; the account's
+            own page shows the exact figure.
+          </p>
+        ) : null}
         <nav aria-label="Pages">
           {page_number > 0 ? <a href={link(page_number - 1)}>Previous page</a> : null}{" "}
           {result.has_more && (page_number + 1) * ACCOUNTS_PAGE_SIZE <= ACCOUNT_SEARCH_OFFSET_MAX ? <a href={link(page_number + 1)}>Next page</a> : null}
@@ -245,13 +271,12 @@ export function consoleRoutes(deps: ConsoleDependencies) {
     );
   });
 
-  app.get("/console/events", async (c) => {
+  // Live marking on the accounts page follows the event stream (live.ts); the same scope as GET /v1/events.
+  const eventStream = consoleEventStream(ledger);
+  app.get("/console/events/stream", async (c) => {
     const { principal } = c.get("session");
-    if (!mayWrite(principal, "events:read")) return c.json({ error: "forbidden" }, 403);
-    const after = c.req.query("after") ?? "0";
-    if (!/^(0|[1-9][0-9]{0,18})$/.test(after)) return c.json({ error: "after must be an event id" }, 400);
-    const events = await listEventsAfter(ledger.database, after, EVENTS_POLL_MAX);
-    return c.json({ events, after: events.at(-1)?.id ?? after });
+    if (!mayWrite(principal, "events:read")) return c.text("this key does not have the events:read scope", 403);
+    return eventStream(c);
   });
 
   app.get("/console/accounts/:id", async (c) => {
@@ -286,6 +311,9 @@ export function consoleRoutes(deps: ConsoleDependencies) {
       if (error instanceof TallyError && error.code === "account_not_found") return page(c, 404, "No such account", error.detail);
       throw error;
     }
+    const expiring = (await expiringNext(ledger, [account_id])).get(account_id) ?? null;
+    const holds = await listHolds(ledger, account_id, { status: "active", limit: ACCOUNT_PAGE_HOLDS_SHOWN, before_id: undefined });
+    const lots = await listLots(ledger, { account_id, status: "open", limit: ACCOUNT_PAGE_LOTS_SHOWN, signer });
     const history = await listHistory(ledger, { account_id, group_batches: true, limit: HISTORY_PAGE_SIZE, offset: 0, after, filters });
     const next = history.next === undefined ? undefined : await encodeCursor(signer, binding, { ...history.next });
     const expand = c.req.query("expand");
@@ -316,15 +344,15 @@ export function consoleRoutes(deps: ConsoleDependencies) {
             {c.req.query("replayed") === "true" ? `Already posted: entry ${posted} (the form was sent twice; it was written once).` : `Posted entry ${posted}.`}
           </p>
         ) : null}
-        <p>
-          Balance: <strong data-testid="balance"><Amount value={account.balance} /></strong>
-        </p>
+        <BalanceFigures balance={account.balance} available={account.available} expiring={expiring} />
         {principal.kind === "service" ? (
           <p>
             <a href={`/console/accounts/${encodeURIComponent(account_id)}/credit`}>Post a credit</a> ·{" "}
             <a href={`/console/accounts/${encodeURIComponent(account_id)}/correction`}>Post a correction</a>
           </p>
         ) : null}
+        <HoldsTable holds={holds.holds} more={holds.next_before_id !== undefined} />
+        <LotsTable lots={lots.lots} more={lots.next_cursor !== null} />
         <h2>Spent and earned</h2>
         <StatsChart stats={stats} />
         <p class="muted">

@@ -40,8 +40,12 @@ function sameHex(left: string, right: string): boolean {
   return a.length === 32 && b.length === 32 && timingSafeEqual(a, b);
 }
 
+/**
+ * Served over HTTPS, directly or behind a proxy that terminates TLS and says so. Trusting the header here is safe:
+ * it can only add `Secure`, and a Secure cookie over plain HTTP is merely not sent back.
+ */
 function isHttps(c: Context): boolean {
-  return new URL(c.req.url).protocol === "https:";
+  return new URL(c.req.url).protocol === "https:" || c.req.header("x-forwarded-proto")?.split(",")[0]?.trim() === "https";
 }
 
 /** Verifies a key or token exactly as the API does and, if it is valid, sets the session cookie. */

@@ -12,6 +12,9 @@ export function Layout(props: { title: string; principal?: Principal; csrf?: str
         <link rel="stylesheet" href="/console/assets/console.css" />
       </head>
       <body>
+        <a class="skip-link" href="#main">
+          Skip to content
+        </a>
         <header>
           <strong>tally console</strong>
           <nav aria-label="Main">{props.principal?.kind === "service" ? <a href="/console/accounts">Accounts</a> : null}</nav>
@@ -25,7 +28,7 @@ export function Layout(props: { title: string; principal?: Principal; csrf?: str
             </form>
           )}
         </header>
-        <main id="main">{props.children}</main>
+        <main id="main" tabindex={-1}>{props.children}</main>
       </body>
     </html>
   );

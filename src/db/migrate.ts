@@ -42,12 +42,12 @@ const CREATE_INDEX_CONCURRENTLY = /^\s*CREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY
 export async function applyMigrations(
   database: Database,
   postgresUrl?: string,
-  options: { migrations_folder?: string } = {},
+  options: { migrations_folder?: string; on_progress?: (message: string) => void } = {},
 ): Promise<void> {
   const migrations = readMigrationFiles({ migrationsFolder: options.migrations_folder ?? MIGRATIONS_FOLDER });
   if (database.kind === "embedded") {
     // One process owns the embedded store (a directory lock), so there is nobody to coordinate with.
-    await runMigrations(database.orm as unknown as Orm, migrations);
+    await runMigrations(database.orm as unknown as Orm, migrations, options.on_progress);
     return;
   }
   if (!postgresUrl) throw new Error("applyMigrations on PostgreSQL needs the connection URL");
@@ -60,14 +60,14 @@ export async function applyMigrations(
       if (Date.now() > deadline) throw new Error("another process has been applying migrations for 30 minutes");
       await new Promise((resolve) => setTimeout(resolve, MIGRATION_LOCK_POLL_MS));
     }
-    await runMigrations(drizzlePostgres(connection) as unknown as Orm, migrations);
+    await runMigrations(drizzlePostgres(connection) as unknown as Orm, migrations, options.on_progress);
     await connection`SELECT pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
   } finally {
     await connection.end({ timeout: 5 });
   }
 }
 
-async function runMigrations(orm: Orm, migrations: readonly MigrationMeta[]): Promise<void> {
+async function runMigrations(orm: Orm, migrations: readonly MigrationMeta[], on_progress?: (message: string) => void): Promise<void> {
   await orm.execute(sql`CREATE SCHEMA IF NOT EXISTS drizzle`);
   await orm.execute(sql`
     CREATE TABLE IF NOT EXISTS drizzle.__drizzle_migrations (id SERIAL PRIMARY KEY, hash text NOT NULL, created_at bigint)`);
@@ -75,8 +75,9 @@ async function runMigrations(orm: Orm, migrations: readonly MigrationMeta[]): Pr
     await orm.execute(sql`SELECT created_at::text AS created_at FROM drizzle.__drizzle_migrations ORDER BY created_at DESC LIMIT 1`),
   );
   const appliedUpTo = last?.created_at === null || last === undefined ? undefined : Number(last.created_at);
-  for (const migration of migrations) {
-    if (appliedUpTo !== undefined && migration.folderMillis <= appliedUpTo) continue;
+  const pending = migrations.filter((migration) => appliedUpTo === undefined || migration.folderMillis > appliedUpTo);
+  if (pending.length > 0) on_progress?.(`migrating: applying ${pending.length} migration(s)`);
+  for (const migration of pending) {
     const statements = migration.sql.filter((statement) => statement.trim() !== "");
     const record = sql`INSERT INTO drizzle.__drizzle_migrations (hash, created_at) VALUES (${migration.hash}, ${migration.folderMillis})`;
     if (statements.some((statement) => NON_TRANSACTIONAL.test(withoutComments(statement)))) {

@@ -54,14 +54,30 @@ export function isDatabaseUnreachable(error: unknown): boolean {
 }
 
 /**
- * Every one of these makes the gate answer at once until a probe succeeds. That includes a closed session:
+ * Errors that say for certain the database is down: the server refused or closed the connection, or said it is
+ * stopping. One of these makes the gate answer at once until a probe succeeds. That includes a closed session:
  * postgres.js reports sessions the server terminates while stopping as CONNECTION_CLOSED (it drops the FATAL
  * 57P01), and waiting for each of them to fail separately is what held requests for seconds. A session ended for
  * idling in a transaction (25P03, reported the same way) therefore also costs up to one probe interval of 503s.
  */
 function meansDatabaseDown(error: unknown): boolean {
-  return isDatabaseUnreachable(error);
+  return isDatabaseUnreachable(error) && !isSlowConnect(error);
 }
+
+/**
+ * A connect that timed out may mean an unreachable server, or only a busy machine: on two cores under load a new
+ * backend can take longer than the connect timeout to start, while every open connection keeps serving. A server
+ * that refuses a new session for want of slots (53300, too_many_connections) is up and full, not down. Taking one
+ * such timeout for an outage refused every request for a probe interval (the bench saw a burst of 503s when the
+ * load generator opened its pool). So slow connects open the gate only when SLOW_CONNECTS_FOR_OUTAGE of them come in
+ * a row with no successful work between them; the request that hit one still gets its 503.
+ */
+function isSlowConnect(error: unknown): boolean {
+  const code = databaseErrorCode(error);
+  return code === "CONNECT_TIMEOUT" || code === "ETIMEDOUT" || code === "53300";
+}
+
+export const SLOW_CONNECTS_FOR_OUTAGE = 3;
 
 export interface PoolGateOptions {
   /** Work items running at once: the pool size, so that nothing queues inside the driver, where it cannot be bounded. */
@@ -98,6 +114,8 @@ export class PoolGate {
   private unreachableSince: number | undefined;
   private nextProbeAt = 0;
   private probing = false;
+  /** Slow connects since the last piece of work that succeeded (see isSlowConnect). */
+  private slowConnectsInRow = 0;
   private readonly running_work = new Set<(error: Error) => void>();
   private readonly now_ms: () => number;
 
@@ -150,10 +168,12 @@ export class PoolGate {
     const outcome = (async () => work())();
     const settled = outcome.then(
       () => {
+        this.slowConnectsInRow = 0;
         if (probe || this.unreachableSince !== undefined) this.unreachableSince = undefined;
       },
       (error: unknown) => {
         if (meansDatabaseDown(error)) this.markUnreachable();
+        else if (isSlowConnect(error) && ++this.slowConnectsInRow >= SLOW_CONNECTS_FOR_OUTAGE) this.markUnreachable();
       },
     );
     void settled.finally(() => {

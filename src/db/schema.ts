@@ -4,6 +4,7 @@ import {
   check,
   customType,
   index,
+  integer,
   jsonb,
   numeric,
   pgTable,
@@ -105,6 +106,12 @@ export const entries = pgTable(
     // An expiration names the lot it ends, and the snapshot that decided which debits came before it.
     lotId: uuid("lot_id"),
     cutSnapshot: pgSnapshot("cut_snapshot"),
+    // Priced usage (src/ledger/prices/): the meter and quantities the client posted and the price version tally
+    // computed the amount from, so every charge can be explained later. Null on every other entry; nullable columns
+    // on the row itself cost an unpriced insert nothing and a priced one no second statement.
+    meter: text("meter"),
+    quantities: jsonb("quantities"),
+    priceVersion: integer("price_version"),
   },
   (table) => [
     primaryKey({ name: "entries_pkey", columns: [table.accountId, table.seq] }),
@@ -268,4 +275,6 @@ export const serverSecrets = pgTable("server_secrets", {
 
 export * from "./holds-schema.js";
 export * from "./lots-schema.js";
+export * from "./prices-schema.js";
+export * from "./webhooks-schema.js";
 export * from "./plans-schema.js";

@@ -151,6 +151,16 @@ export const EntrySchema = z
     priority: z.number().int().optional().openapi({ description: "A credit's lot priority, when it was given one." }),
     expires_at: z.iso.datetime().optional().openapi({ description: "A credit's expiry, when it has one." }),
     lot_id: z.uuid().optional().openapi({ description: "An expiration's lot: the id of the credit entry it ended." }),
+    meter: z.string().optional().openapi({ description: "Priced usage only: the meter the usage was posted for." }),
+    quantities: z
+      .record(z.string(), z.number().int())
+      .optional()
+      .openapi({ description: "Priced usage only: the quantities posted, e.g. tokens in and out." }),
+    price_version: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: "Priced usage only: the version of the meter's price that `amount` was computed from." }),
   })
   .openapi("Entry");
 
@@ -211,7 +221,7 @@ export const PageQuerySchema = z.strictObject({
 export const REPLAYED_HEADER = "Idempotent-Replayed";
 
 /** RFC 3339: a date, a time with seconds, an optional fraction, and a zone (Z or an offset). */
-const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
+export const RFC_3339 = /^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$/;
 
 /** A lot's expiry (src/ledger/lots/); that it lies in the future is checked against the ledger's clock. */
 export const ExpiresAtSchema = z

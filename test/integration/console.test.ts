@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import { SignJWT } from "jose";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
@@ -10,14 +13,15 @@ import { createHarness, ADMIN_KEY, JWT_AUDIENCE, JWT_SECRET, uniqueId, type Harn
 
 /**
  * The admin console in a real browser (Debian's chromium, driven by playwright-core) against a real tally: the app
- * served over HTTP on a random port, on the test PostgreSQL database. Screenshots of the main pages land in
- * docs/console/ for the README.
+ * served over HTTP on a random port, on the test PostgreSQL database. Screenshots of the main pages are taken on
+ * every run, into a temporary directory; with CONSOLE_SCREENSHOTS=1 they replace the README's ones in docs/console/
+ * (see docs/console/README.md), so an ordinary run never changes the git tree.
  */
 // Functions passed to page.evaluate run in the browser; the test's TypeScript program has no DOM types.
 declare const document: any;
 
 const CHROMIUM = "/usr/bin/chromium";
-const SCREENSHOTS = "docs/console";
+const SCREENSHOTS = process.env.CONSOLE_SCREENSHOTS === "1" ? "docs/console" : mkdtempSync(path.join(tmpdir(), "tally-console-screenshots-"));
 
 let harness: Harness;
 let server: ServerType;
@@ -36,6 +40,7 @@ afterAll(async () => {
   await browser?.close();
   await new Promise((resolve) => server?.close(resolve));
   await harness?.close();
+  if (process.env.CONSOLE_SCREENSHOTS !== "1") rmSync(SCREENSHOTS, { recursive: true, force: true });
 });
 
 async function signedIn(credential: string): Promise<{ context: BrowserContext; page: Page }> {
@@ -48,10 +53,11 @@ async function signedIn(credential: string): Promise<{ context: BrowserContext; 
   return { context, page };
 }
 
-/** An account with a credit, a few usage rows and one batch of three, all through the API. */
+/** An account with an expiring credit, a few usage rows and one batch of three, all through the API. */
 async function seededAccount(prefix: string): Promise<string> {
   const id = await harness.createAccount(uniqueId(prefix));
-  const credit = await harness.post("/v1/credits", { account_id: id, type: "purchase", amount: "100", idempotency_key: uniqueId("k"), description: "starter pack" });
+  const expires_at = new Date(Date.now() + 30 * 86_400_000).toISOString();
+  const credit = await harness.post("/v1/credits", { account_id: id, type: "purchase", amount: "100", idempotency_key: uniqueId("k"), description: "starter pack", expires_at });
   expect(credit.status).toBe(201);
   for (const amount of ["1.5", "2.25"]) {
     expect((await harness.post("/v1/usage", { account_id: id, amount, idempotency_key: uniqueId("k"), description: "api call" })).status).toBe(201);
@@ -87,9 +93,18 @@ describe("console in a browser", () => {
     expect(cookie!.value).not.toContain(ADMIN_KEY);
     expect(Buffer.from(cookie!.value.split(".")[0]!, "base64url").toString()).not.toContain(ADMIN_KEY);
 
+    // A hold, so available and held differ from the balance.
+    expect((await harness.post("/v1/holds", { account_id: id, amount: "2.5", idempotency_key: uniqueId("h"), description: "call in flight" })).status).toBe(201);
     await page.getByLabel("Account id starts with").fill(prefix);
     await page.getByRole("button", { name: "Search" }).click();
     await expect.poll(() => page.locator("tbody tr").count()).toBe(1);
+    // The list's available, held and expiring credit are the API's.
+    const balance = (await harness.get(`/v1/balances/${id}`)).body;
+    const row = page.locator(`tr[data-account-id="${id}"]`);
+    expect((await row.locator("[data-available]").innerText()).trim()).toBe(balance.available);
+    expect(balance.available).toBe("93.15");
+    expect((await row.locator("[data-held]").innerText()).trim()).toBe("2.5");
+    expect((await row.locator("[data-expiring]").innerText()).trim()).toBe(`${balance.expiring_next.amount} on ${balance.expiring_next.expires_at.slice(0, 16).replace("T", " ")}`);
     await page.screenshot({ path: `${SCREENSHOTS}/accounts.png` });
     await page.getByRole("link", { name: id }).click();
     await page.waitForSelector("h1:has-text('Account')");
@@ -105,6 +120,11 @@ describe("console in a browser", () => {
       expect((await rows.nth(index).locator("[data-balance-after]").innerText()).trim()).toBe(item.balance_after);
     }
     expect((await page.getByTestId("balance").innerText()).trim()).toBe("95.65");
+    expect((await page.getByTestId("available").innerText()).trim()).toBe("93.15");
+    expect((await page.getByTestId("held").innerText()).trim()).toBe("2.5");
+    expect((await page.getByTestId("expiring").innerText()).trim()).toMatch(/^95\.65 on \d{4}-\d{2}-\d{2} \d{2}:\d{2}$/);
+    expect(await page.locator("tr[data-hold-id]").count()).toBe(1);
+    expect((await page.locator("tr[data-lot-id] td").nth(3).innerText()).trim()).toBe("95.65");
     await page.getByRole("link", { name: "show batch of 3" }).click();
     await expect.poll(() => page.locator("tr.batch-row").count()).toBe(3);
     expect(await page.locator("svg[role=img] rect").count()).toBeGreaterThan(0);
@@ -224,20 +244,98 @@ describe("console in a browser", () => {
     await context.close();
   });
 
+  it("a keyboard-only user signs in, searches, opens an account, filters, expands a batch, posts a credit and signs out", async () => {
+    const prefix = uniqueId("kbd");
+    const id = await seededAccount(prefix);
+    const context = await browser.newContext({ baseURL: base, viewport: { width: 1100, height: 800 } });
+    const page = await context.newPage();
+    const violations: string[] = [];
+    page.on("console", (message) => {
+      if (/Content Security Policy/i.test(message.text())) violations.push(message.text());
+    });
+    const focused = () => page.evaluate(() => ({ text: document.activeElement?.textContent?.trim(), name: (document.activeElement as any)?.name, tag: document.activeElement?.tagName }));
+    /** Tabs until the focused element matches, as a keyboard user would; fails if it is not reachable. */
+    const tabTo = async (matches: (element: { text?: string; name?: string; tag?: string }) => boolean) => {
+      for (let step = 0; step < 60; step++) {
+        await page.keyboard.press("Tab");
+        if (matches(await focused())) return;
+      }
+      throw new Error("not reachable with the Tab key");
+    };
+    await page.goto("/console");
+    // The credential field has focus on arrival.
+    expect((await focused()).name).toBe("credential");
+    await page.keyboard.type(ADMIN_KEY);
+    await page.keyboard.press("Enter");
+    await page.waitForURL("**/console/accounts");
+    // The first Tab reaches the skip link.
+    await page.keyboard.press("Tab");
+    expect((await focused()).text).toBe("Skip to content");
+    await tabTo((element) => element.name === "prefix");
+    await page.keyboard.type(prefix);
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tbody tr").count()).toBe(1);
+    await tabTo((element) => element.text === id);
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("h1:has-text('Account')");
+
+    await tabTo((element) => element.text === "show batch of 3");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tr.batch-row").count()).toBe(3);
+    await tabTo((element) => element.name === "type" && element.tag === "SELECT");
+    await page.keyboard.type("usage");
+    await tabTo((element) => element.text === "Filter");
+    await page.keyboard.press("Enter");
+    await expect.poll(() => page.locator("tbody tr[data-item-id]").count()).toBe(3);
+
+    const before = await entryCount(id);
+    await tabTo((element) => element.text === "Post a credit");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("text=Review");
+    await tabTo((element) => element.name === "type");
+    await page.keyboard.press("ArrowDown");
+    const chosen = await page.locator("select[name=type]").inputValue();
+    expect(chosen).not.toBe("grant");
+    await page.keyboard.press("Tab");
+    await page.keyboard.type("4");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("text=Confirm and post");
+    await tabTo((element) => element.text === "Confirm and post");
+    await page.keyboard.press("Enter");
+    await page.waitForSelector("[role=status]");
+    expect((await page.getByTestId("balance").innerText()).trim()).toBe("99.65");
+    expect(await entryCount(id)).toBe(before + 1);
+
+    await tabTo((element) => element.text === "Sign out");
+    await page.keyboard.press("Enter");
+    await page.waitForURL("**/console/sign-in");
+    expect(await context.cookies()).toHaveLength(0);
+    expect(violations).toEqual([]);
+    await context.close();
+  });
+
   it("marks accounts live on the accounts page as they are depleted and restored", async () => {
     const prefix = uniqueId("live");
     const id = await harness.createAccount(`${prefix}_a`);
     expect((await harness.post("/v1/credits", { account_id: id, type: "grant", amount: "1", idempotency_key: uniqueId("k") })).status).toBe(201);
     const { context, page } = await signedIn(ADMIN_KEY);
+    const requests: string[] = [];
+    page.on("request", (request) => requests.push(new URL(request.url()).pathname));
     await page.goto(`/console/accounts?prefix=${prefix}`);
     const status = page.locator(`[data-status-for="${id}"]`);
     expect((await status.innerText()).trim()).toBe("");
+    // The page follows the event stream (no polling): wait until it is connected, then change the balance by the API.
+    await expect.poll(() => page.locator("table[data-live]").getAttribute("data-live")).toBe("connected");
+    await page.evaluate(() => ((globalThis as any).notReloaded = true));
     expect((await harness.post("/v1/debits", { account_id: id, amount: "1", idempotency_key: uniqueId("k") })).status).toBe(201);
     // A depletion is an observation: a gateway reads the balance at zero (design section 14).
     expect((await harness.get(`/v1/accounts/${id}`)).body.balance).toBe("0");
     await expect.poll(() => status.innerText(), { timeout: 15_000 }).toBe("depleted");
     expect((await harness.post("/v1/credits", { account_id: id, type: "grant", amount: "2", idempotency_key: uniqueId("k") })).status).toBe(201);
     await expect.poll(() => status.innerText(), { timeout: 15_000 }).toBe("restored");
+    expect(await page.evaluate(() => (globalThis as any).notReloaded)).toBe(true);
+    expect(requests.filter((path) => path === "/console/accounts")).toHaveLength(1);
+    expect(requests.filter((path) => path.startsWith("/console/events"))).toEqual(["/console/events/stream"]);
     await context.close();
   });
 
@@ -277,5 +375,16 @@ describe("console without a browser", () => {
     });
     expect((await disabled.request("/console/sign-in")).status).toBe(404);
     expect((await disabled.request("/console/accounts")).status).toBe(404);
+
+    // Behind a proxy that terminates TLS, the cookie is Secure.
+    const proxied = await harness.app.request("/console/sign-in", {
+      method: "POST",
+      body: new URLSearchParams({ credential: ADMIN_KEY }),
+      headers: { origin: "http://localhost", "x-forwarded-proto": "https" },
+    });
+    expect(proxied.status).toBe(303);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; Secure/);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; HttpOnly/);
+    expect(proxied.headers.get("set-cookie")).toMatch(/; SameSite=Strict/);
   });
 });

@@ -36,6 +36,14 @@ const PATHS = [
   "/v1/accounts/{id}/holds",
   "/v1/accounts/{id}/lots",
   "/v1/credits/{entry_id}/expire",
+  "/v1/prices",
+  "/v1/prices/{meter}",
+  "/v1/prices/estimate",
+  "/v1/webhook-endpoints",
+  "/v1/webhook-endpoints/{id}",
+  "/v1/webhook-endpoints/{id}/rotate-secret",
+  "/v1/webhook-endpoints/{id}/deliveries",
+  "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
   "/v1/plans",
   "/v1/plans/{id}",
   "/v1/accounts/{id}/subscription",
@@ -106,6 +114,10 @@ describe("GET /openapi.json", () => {
         "post /v1/holds", "get /v1/holds/{id}", "post /v1/holds/{id}/capture", "post /v1/holds/{id}/release",
         "get /v1/accounts/{id}/holds",
         "get /v1/accounts/{id}/lots", "post /v1/credits/{entry_id}/expire",
+        "put /v1/prices/{meter}", "get /v1/prices", "get /v1/prices/{meter}", "post /v1/prices/estimate",
+        "post /v1/webhook-endpoints", "get /v1/webhook-endpoints", "get /v1/webhook-endpoints/{id}",
+        "patch /v1/webhook-endpoints/{id}", "delete /v1/webhook-endpoints/{id}", "post /v1/webhook-endpoints/{id}/rotate-secret",
+        "get /v1/webhook-endpoints/{id}/deliveries", "post /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
         "post /v1/plans", "get /v1/plans", "get /v1/plans/{id}", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription",
         "get /v1/accounts/{id}/subscription", "delete /v1/accounts/{id}/subscription", "post /v1/renewals/run",
       ]),
@@ -126,7 +138,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(39);
+    expect(v1().length).toBe(51);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -195,7 +207,10 @@ describe("GET /openapi.json", () => {
     expect(withBody.map(({ method, path }) => `${method} ${path}`).sort()).toEqual(
       [
         "post /v1/accounts", "post /v1/accounts/{id}/adjustments", "post /v1/balances/check", "post /v1/balances/query", "post /v1/credits",
-        "post /v1/debits", "post /v1/entries/{entry_id}/refund", "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch",
+        "patch /v1/webhook-endpoints/{id}", "post /v1/debits", "post /v1/entries/{entry_id}/refund",
+        "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/prices/estimate",
+        "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch", "post /v1/webhook-endpoints",
+        "put /v1/prices/{meter}",
         "post /v1/plans", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription", "post /v1/renewals/run",
       ].sort(),
     );

@@ -33,7 +33,7 @@ const UUID_INSIDE_ALL = new RegExp(UUID_INSIDE.source, "gi");
 const TIME = /^\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$/;
 const SERVICE_KEY = /^tk_[0-9a-f]{80}$/;
 const KEY_ID = /^[0-9a-f]{16}$/;
-const MASKED_KEYS: Record<string, string> = { request_id: "<request-id>", next_cursor: "<cursor>", key: "<secret>", token: "<token>" };
+const MASKED_KEYS: Record<string, string> = { request_id: "<request-id>", next_cursor: "<cursor>", key: "<secret>", token: "<token>", secret: "<secret>" };
 
 export function mask(value: unknown, key?: string): unknown {
   if (Array.isArray(value)) return value.map((item) => mask(item));

@@ -84,7 +84,9 @@ describe("README.md examples", () => {
     if (example.kind === "export") {
       it(describeExample(example), async () => {
         const name = /^export ([A-Za-z_][A-Za-z0-9_]*)=/.exec(example.command)![1]!;
-        const { stdout } = await run("bash", ["-c", `${example.command}; printf %s "$${name}"`], { env: { PATH: process.env.PATH, ...variables } });
+        // An export may ask the server (`$(curl … | jq …)`): pointed at the test server like any curl.
+        const command = example.command.replace(/(https?:\/\/)?localhost:8080/g, tally.url);
+        const { stdout } = await run("bash", ["-c", `${command}; printf %s "$${name}"`], { env: { PATH: process.env.PATH, ...variables } });
         variables[name] = stdout;
         expect(stdout, `${describeExample(example)}: the variable is empty`).not.toBe("");
       });

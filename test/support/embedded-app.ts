@@ -37,7 +37,7 @@ export async function openEmbeddedStore(prefix: string): Promise<{ database: Dat
 export function embeddedApp(
   database: Database,
   options: { clock?: Clock; now?: () => Date } = {},
-): { ledger: LedgerContext; call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse> } {
+): { ledger: LedgerContext; app: ReturnType<typeof createApp>; call: (method: string, url: string, body?: unknown) => Promise<EmbeddedResponse> } {
   const logger = createLogger("silent");
   const ledger = createLedgerContext({ database, logger, refresh_every: 2, delta_max: 3, clock: options.clock, now: options.now });
   const app = createApp({
@@ -53,7 +53,8 @@ export function embeddedApp(
       headers: { authorization: `Bearer ${EMBEDDED_ADMIN_KEY}`, "content-type": "application/json" },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
-    return { status: response.status, body: await response.json(), headers: response.headers };
+    const text = await response.text();
+    return { status: response.status, body: text === "" ? undefined : JSON.parse(text), headers: response.headers };
   };
-  return { ledger, call };
+  return { ledger, app, call };
 }

@@ -32,6 +32,8 @@ export interface TallyProcess {
   port: number;
   logs: string[];
   stop(): Promise<void>;
+  /** SIGKILL: the process dies at once, with no drain and nothing finished, as in a crash. */
+  kill(): Promise<void>;
 }
 
 export async function startTally(environment: Record<string, string>, options: { port?: number } = {}): Promise<TallyProcess> {
@@ -68,6 +70,12 @@ export async function startTally(environment: Record<string, string>, options: {
         if (child.exitCode !== null) return resolve();
         child.once("exit", () => resolve());
         child.kill("SIGTERM");
+      }),
+    kill: () =>
+      new Promise<void>((resolve) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resolve();
+        child.once("exit", () => resolve());
+        child.kill("SIGKILL");
       }),
   };
 }

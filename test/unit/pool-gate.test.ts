@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { PoolGate, runCancellable } from "../../src/db/pool-gate.js";
+import { PoolGate, SLOW_CONNECTS_FOR_OUTAGE, runCancellable } from "../../src/db/pool-gate.js";
 import { TallyError } from "../../src/errors.js";
 
 const never = () => new Promise<never>(() => {});
@@ -67,5 +67,21 @@ describe("the pool gate", () => {
       return gate.run(async () => "second");
     });
     await expect(outcome).rejects.toSatisfy((error) => codeOf(error) === "service_unavailable");
+  });
+
+  it.each(["CONNECT_TIMEOUT", "53300"])("takes %s for an outage only when they come in a row: a busy or full server still serves", async (code) => {
+    const gate = new PoolGate({ slots: 4, queue_max: 10, acquire_timeout_ms: 60_000, probe_interval_ms: 250 });
+    const slow = () => Object.assign(new Error(`connect failed: ${code}`), { code });
+    const failSlowly = async (times: number) => {
+      for (let attempt = 0; attempt < times; attempt++) await expect(gate.run(async () => Promise.reject(slow()))).rejects.toThrow();
+    };
+    await failSlowly(SLOW_CONNECTS_FOR_OUTAGE - 1);
+    expect(gate.unreachable).toBe(false);
+    // Work served between them means the database answers: the count starts again.
+    expect(await gate.run(async () => "served")).toBe("served");
+    await failSlowly(SLOW_CONNECTS_FOR_OUTAGE - 1);
+    expect(gate.unreachable).toBe(false);
+    await failSlowly(1);
+    expect(gate.unreachable).toBe(true);
   });
 });

@@ -520,6 +520,146 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/prices/{meter}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A meter's price in force and its versions, newest first */
+        get: operations["getPrice"];
+        /** Add a version of a meter's price, effective from valid_from (default now); earlier versions are kept */
+        put: operations["putPrice"];
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/prices": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every meter's price in force and its scheduled versions, by meter name */
+        get: operations["listPrices"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/prices/estimate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** What usage of these quantities would cost now (nothing is written) */
+        post: operations["estimatePrice"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every webhook endpoint (at most 100 exist) */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /** Register a webhook endpoint; the answer shows its signing secret, once */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One webhook endpoint */
+        get: operations["getWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        /** Delete the endpoint and its delivery log */
+        delete: operations["deleteWebhookEndpoint"];
+        options?: never;
+        head?: never;
+        /** Change the URL, the event types, the description, or enable or disable the endpoint */
+        patch: operations["updateWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/webhook-endpoints/{id}/rotate-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new signing secret, shown once; the previous one keeps signing beside it for 24 h */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The endpoint's deliveries, newest event first, with their attempts */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Attempt a delivery again now (a finished one gets one more attempt) */
+        post: operations["retryWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/plans": {
         parameters: {
             query?: never;
@@ -608,7 +748,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications" | "plan_not_found" | "plan_exists" | "plan_archived" | "subscription_not_found";
+            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications" | "price_not_found" | "zero_cost_usage" | "webhook_endpoint_not_found" | "webhook_delivery_not_found" | "too_many_webhook_endpoints" | "plan_not_found" | "plan_exists" | "plan_archived" | "subscription_not_found";
             request_id?: string;
             /** @description For validation_failed: each refused field, e.g. `entries[3].amount`. */
             errors?: {
@@ -670,6 +810,44 @@ export interface components {
             sufficient: boolean;
             /** @description How much `available` lacks; "0" when sufficient. */
             deficit: string;
+            /** @description When priced from meter and quantities: the meter. */
+            meter?: string;
+            /** @description When priced: the version `amount` was computed from. */
+            price_version?: number;
+        };
+        /**
+         * @example {
+         *       "account_id": "org_42",
+         *       "meter": "gpt-x",
+         *       "quantities": {
+         *         "input_tokens": 812,
+         *         "output_tokens": 4096
+         *       }
+         *     }
+         */
+        BalanceCheckRequest: {
+            /** @example org_42 */
+            account_id: string;
+            /**
+             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @example 0.000000405
+             */
+            amount?: string;
+            /**
+             * @description Instead of `amount`: the meter to price `quantities` with.
+             * @example gpt-x
+             */
+            meter?: string;
+            /**
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @example {
+             *       "input_tokens": 812,
+             *       "output_tokens": 117
+             *     }
+             */
+            quantities?: {
+                [key: string]: number;
+            };
         };
         Entry: {
             /** Format: uuid */
@@ -725,28 +903,35 @@ export interface components {
              * @description An expiration's lot: the id of the credit entry it ended.
              */
             lot_id?: string;
+            /** @description Priced usage only: the meter the usage was posted for. */
+            meter?: string;
+            /** @description Priced usage only: the quantities posted, e.g. tokens in and out. */
+            quantities?: {
+                [key: string]: number;
+            };
+            /** @description Priced usage only: the version of the meter's price that `amount` was computed from. */
+            price_version?: number;
         };
         /**
          * @example {
          *       "account_id": "org_42",
-         *       "amount": "0.000405",
-         *       "idempotency_key": "req_01J9ZP3K6X",
-         *       "description": "gpt-x completion",
-         *       "metadata": {
-         *         "model": "gpt-x",
+         *       "meter": "gpt-x",
+         *       "quantities": {
          *         "input_tokens": 812,
          *         "output_tokens": 117
-         *       }
+         *       },
+         *       "idempotency_key": "req_01J9ZP3K6X",
+         *       "description": "gpt-x completion"
          *     }
          */
         UsageRequest: {
             /** @example org_42 */
             account_id: string;
             /**
-             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @description The cost, when the caller prices usage itself; otherwise send meter and quantities.
              * @example 0.000000405
              */
-            amount: string;
+            amount?: string;
             /** @example req_01J9ZP3K6X */
             idempotency_key: string;
             description?: string;
@@ -759,6 +944,21 @@ export interface components {
              */
             metadata?: {
                 [key: string]: unknown;
+            };
+            /**
+             * @description Instead of `amount`: the meter to price `quantities` with.
+             * @example gpt-x
+             */
+            meter?: string;
+            /**
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @example {
+             *       "input_tokens": 812,
+             *       "output_tokens": 117
+             *     }
+             */
+            quantities?: {
+                [key: string]: number;
             };
             /** Format: uuid */
             batch_id?: string;
@@ -1096,10 +1296,25 @@ export interface components {
             /** @example org_42 */
             account_id: string;
             /**
-             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @description The worst-case cost; or send meter and quantities (e.g. max_tokens of output).
              * @example 0.000000405
              */
-            amount: string;
+            amount?: string;
+            /**
+             * @description Instead of `amount`: the meter to price `quantities` with.
+             * @example gpt-x
+             */
+            meter?: string;
+            /**
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @example {
+             *       "input_tokens": 812,
+             *       "output_tokens": 117
+             *     }
+             */
+            quantities?: {
+                [key: string]: number;
+            };
             /** @example req_01J9ZP3K6X */
             idempotency_key: string;
             /**
@@ -1135,10 +1350,25 @@ export interface components {
         };
         CaptureRequest: {
             /**
-             * @description The actual cost; it may exceed the hold (usage is never refused).
+             * @description The actual cost; it may exceed the hold (usage is never refused). Or send meter and quantities.
              * @example 0.000000405
              */
-            amount: string;
+            amount?: string;
+            /**
+             * @description Instead of `amount`: the meter to price `quantities` with.
+             * @example gpt-x
+             */
+            meter?: string;
+            /**
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @example {
+             *       "input_tokens": 812,
+             *       "output_tokens": 117
+             *     }
+             */
+            quantities?: {
+                [key: string]: number;
+            };
             description?: string;
             /**
              * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
@@ -1208,6 +1438,219 @@ export interface components {
                 recomputed_status: string;
                 recomputed_remaining: string;
             }[];
+        };
+        Price: {
+            meter: string;
+            /** @description 1 for a meter's first price, then one more per PUT. */
+            version: number;
+            unit_prices: {
+                [key: string]: string;
+            };
+            /**
+             * @description How many units each unit price is for.
+             * @enum {string}
+             */
+            per: "1" | "1000" | "1000000";
+            /**
+             * Format: date-time
+             * @description From this moment on (until a later version applies) usage is priced by this version.
+             */
+            valid_from: string;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /**
+         * @example {
+         *       "unit_prices": {
+         *         "input_tokens": "2.5",
+         *         "output_tokens": "10"
+         *       },
+         *       "per": "1000000"
+         *     }
+         */
+        PriceRequest: {
+            /**
+             * @description Quantity name → price per `per` units: a decimal string of at least 0 with up to 9 fractional digits.
+             * @example {
+             *       "input_tokens": "2.5",
+             *       "output_tokens": "10"
+             *     }
+             */
+            unit_prices: {
+                [key: string]: string;
+            };
+            /**
+             * @description How many units each unit price is for.
+             * @enum {string}
+             */
+            per: "1" | "1000" | "1000000";
+            /** @description When the version takes effect (RFC 3339, to the millisecond); default now, never in the past. */
+            valid_from?: string;
+        };
+        PriceList: {
+            prices: components["schemas"]["MeterPrices"][];
+            next_cursor: string | null;
+        };
+        MeterPrices: {
+            meter: string;
+            current: components["schemas"]["Price"] & (Record<string, never> | null);
+            /** @description Versions that take effect later, oldest first. */
+            scheduled: components["schemas"]["Price"][];
+        };
+        MeterPriceHistory: {
+            meter: string;
+            current: components["schemas"]["Price"] & (Record<string, never> | null);
+            /** @description Every version, current, past and scheduled, newest first. */
+            versions: components["schemas"]["Price"][];
+            next_cursor: string | null;
+        };
+        PriceEstimate: {
+            meter: string;
+            quantities: {
+                [key: string]: number;
+            };
+            /** @description What usage with these quantities would cost now, rounded up to 1e-9. */
+            amount: string;
+            price_version: number;
+        };
+        /**
+         * @example {
+         *       "meter": "gpt-x",
+         *       "quantities": {
+         *         "input_tokens": 812,
+         *         "output_tokens": 117
+         *       }
+         *     }
+         */
+        PriceEstimateRequest: {
+            /**
+             * @description A model or operation name.
+             * @example gpt-x
+             */
+            meter: string;
+            /**
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @example {
+             *       "input_tokens": 812,
+             *       "output_tokens": 117
+             *     }
+             */
+            quantities: {
+                [key: string]: number;
+            };
+        };
+        WebhookEndpointWithSecret: components["schemas"]["WebhookEndpoint"] & {
+            /**
+             * @description The signing secret (`whsec_…`, Standard Webhooks). Shown only in this answer; tally keeps it encrypted.
+             * @example whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw
+             */
+            secret: string;
+        };
+        WebhookEndpoint: {
+            /** Format: uuid */
+            id: string;
+            url: string;
+            description: string | null;
+            events: string[];
+            enabled: boolean;
+            /** @description Why the endpoint is disabled: 24 h of failed attempts, or an administrator. */
+            disabled_reason: string | null;
+            /** Format: date-time */
+            disabled_at: string | null;
+            /**
+             * Format: date-time
+             * @description The start of the current run of failed attempts; after 24 h of it the endpoint is disabled.
+             */
+            failing_since: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        WebhookEndpointRequest: {
+            /**
+             * @description An http or https URL. Delivery refuses loopback, private, link-local and metadata addresses (after DNS) unless the server sets WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
+             * @example https://billing.example.com/tally-webhooks
+             */
+            url: string;
+            /**
+             * @description The event types to deliver; `*` is every type the event stream carries, including future ones.
+             * @example [
+             *       "balance_depleted",
+             *       "balance_restored"
+             *     ]
+             */
+            events: ("*" | "balance_restored" | "balance_depleted" | "credits_expired")[];
+            description?: string;
+        };
+        WebhookEndpointList: {
+            items: components["schemas"]["WebhookEndpoint"][];
+        };
+        WebhookEndpointUpdate: {
+            /**
+             * @description An http or https URL. Delivery refuses loopback, private, link-local and metadata addresses (after DNS) unless the server sets WEBHOOK_ALLOW_PRIVATE_NETWORKS=true.
+             * @example https://billing.example.com/tally-webhooks
+             */
+            url?: string;
+            /**
+             * @description The event types to deliver; `*` is every type the event stream carries, including future ones.
+             * @example [
+             *       "balance_depleted",
+             *       "balance_restored"
+             *     ]
+             */
+            events?: ("*" | "balance_restored" | "balance_depleted" | "credits_expired")[];
+            /** @description `true` re-enables a disabled endpoint: its pending deliveries are due at once. */
+            enabled?: boolean;
+            description?: string | null;
+        };
+        WebhookDeliveryPage: {
+            deliveries: components["schemas"]["WebhookDelivery"][];
+            next_cursor: string | null;
+        };
+        WebhookDelivery: {
+            /** Format: uuid */
+            id: string;
+            /** Format: uuid */
+            endpoint_id: string;
+            /** @description The event's id, sent as `webhook-id`. */
+            event_id: string;
+            event_type: string;
+            /** @enum {string} */
+            status: "pending" | "succeeded" | "failed";
+            attempts: number;
+            last_response_status: number | null;
+            last_error: string | null;
+            /** Format: date-time */
+            next_attempt_at: string | null;
+            /**
+             * Format: date-time
+             * @description No automatic attempt after this; the delivery then fails.
+             */
+            give_up_at: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            finished_at: string | null;
+            /** @description The latest 20 attempts, oldest first. */
+            attempt_log: components["schemas"]["WebhookAttempt"][];
+        };
+        WebhookAttempt: {
+            attempt: number;
+            /** Format: date-time */
+            started_at: string;
+            /** Format: date-time */
+            finished_at: string | null;
+            /**
+             * @description `interrupted`: the tally process making the attempt stopped before it could record the result.
+             * @enum {string}
+             */
+            outcome: "succeeded" | "failed" | "in_flight" | "interrupted";
+            response_status: number | null;
+            error: string | null;
+            /** @description The first 256 characters of the answer's body. */
+            response_excerpt: string | null;
+            duration_ms: number | null;
         };
         Plan: {
             id: string;
@@ -2379,15 +2822,7 @@ export interface operations {
         };
         requestBody: {
             content: {
-                "application/json": {
-                    /** @example org_42 */
-                    account_id: string;
-                    /**
-                     * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
-                     * @example 0.000000405
-                     */
-                    amount: string;
-                };
+                "application/json": components["schemas"]["BalanceCheckRequest"];
             };
         };
         responses: {
@@ -2453,6 +2888,16 @@ export interface operations {
             };
             /** @description `unsupported_media_type`: The request body must be application/json */
             415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -2613,6 +3058,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written; `zero_cost_usage`: The usage costs nothing under the price in force; nothing was written */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `internal_error`: Internal error */
             500: {
                 headers: {
@@ -2736,6 +3191,16 @@ export interface operations {
             };
             /** @description `unsupported_media_type`: The request body must be application/json */
             415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written; `zero_cost_usage`: The usage costs nothing under the price in force; nothing was written */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -3541,6 +4006,8 @@ export interface operations {
                 /** @description Exclusive; default: now. */
                 to?: string;
                 interval?: "day" | "week" | "month";
+                /** @description `meter`: also answer `by_meter`, spend per meter (null: posted as an amount). */
+                group_by?: "meter";
             };
             header?: {
                 /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
@@ -4592,6 +5059,16 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written; `zero_cost_usage`: The usage costs nothing under the price in force; nothing was written */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
             /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
             429: {
                 headers: {
@@ -4738,6 +5215,16 @@ export interface operations {
             };
             /** @description `unsupported_media_type`: The request body must be application/json */
             415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written; `zero_cost_usage`: The usage costs nothing under the price in force; nothing was written */
+            422: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;
@@ -5302,6 +5789,1373 @@ export interface operations {
                 };
             };
             /** @description `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPrice: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description A model or operation name. */
+                meter: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The meter's prices */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["MeterPriceHistory"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `not_found`: No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putPrice: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description A model or operation name. */
+                meter: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PriceRequest"];
+            };
+        };
+        responses: {
+            /** @description The new version */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Price"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPrices: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page of meters */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceList"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    estimatePrice: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PriceEstimateRequest"];
+            };
+        };
+        responses: {
+            /** @description The amount, by the same rule usage is priced with */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PriceEstimate"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `price_not_found`: The meter has no price in force; nothing was written */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoints */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointList"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_webhook_endpoints`: tally keeps as many webhook endpoints as it allows */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateWebhookEndpoint: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["WebhookEndpointUpdate"];
+            };
+        };
+        responses: {
+            /** @description Changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Rotated */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpointWithSecret"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+                status?: "pending" | "succeeded" | "failed";
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description One page; pass `next_cursor` back as `cursor` for the next */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDeliveryPage"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Due now (unless an attempt is in flight, which the answer shows) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `webhook_endpoint_not_found`: The webhook endpoint does not exist; `webhook_delivery_not_found`: The webhook delivery does not exist */
             404: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

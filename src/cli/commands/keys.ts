@@ -42,7 +42,7 @@ export async function run(args: string[]): Promise<void> {
     import("../../db/open.js"),
   ]);
   const config = parseConfig(process.env);
-  const database = await openDatabase(config, { migrate: true });
+  const database = await openDatabase(config, { migrate: true, on_progress: (message) => process.stderr.write(`${message}\n`) });
   try {
     if (command === "create") {
       const created = await createServiceKey(database.orm, { name: values.name!.trim(), scopes });

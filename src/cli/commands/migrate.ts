@@ -22,7 +22,7 @@ export async function run(args: string[]): Promise<void> {
   const config = parseConfig(process.env);
   const journal = JSON.parse(await readFile(path.join(MIGRATIONS_FOLDER, "meta", "_journal.json"), "utf8")) as { entries: { tag: string }[] };
   const target = config.DATABASE_URL ? "PostgreSQL" : `the embedded store in ${config.DATA_DIR}`;
-  const database = await openDatabase(config, { migrate: false });
+  const database = await openDatabase(config, { migrate: false, on_progress: (message) => process.stderr.write(`${message}\n`) });
   let before: number;
   let after: number;
   try {

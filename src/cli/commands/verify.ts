@@ -29,7 +29,7 @@ const bar = (done: number, total: number) => progressBar(done, total, "accounts"
 export async function run(args: string[]): Promise<void> {
   wantsHelp(args, USAGE);
   const config = parseConfig(process.env);
-  const database = await openDatabase(config, { migrate: false });
+  const database = await openDatabase(config, { migrate: false, on_progress: (message) => process.stderr.write(`${message}\n`) });
   let differences = 0;
   let checked = 0;
   try {

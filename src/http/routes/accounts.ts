@@ -118,8 +118,8 @@ export function accountRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
       }),
       async (c) => {
         const account_id = ownAccountId(c);
-        const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
-        const expiring = await expiringNext(ledger, [account_id]);
+        const { balance, available, lots_expiring } = await getBalanceAndAvailable(ledger, account_id);
+        const expiring = await expiringNext(ledger, [account_id], new Set(lots_expiring ? [account_id] : []));
         return c.json(
           { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
           200,

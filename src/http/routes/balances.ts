@@ -9,6 +9,8 @@ import {
 import type { LedgerContext } from "../../ledger/core/context.js";
 import { expiringNext } from "../../ledger/lots/expiring-next.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
+import { priceUsage } from "../../ledger/prices/price-usage.js";
+import { amountOrQuantities, meteredFields } from "./prices.schemas.js";
 import { BODY_ERRORS, AUTH_ERRORS, errorResponses } from "../problem.js";
 import { createRouter } from "../router.js";
 import { BEARER_SECURITY, jsonBody } from "../route-parts.js";
@@ -24,7 +26,10 @@ const BulkResultSchema = z
     not_found: z.array(z.string()).openapi({ description: "Requested ids that are not accounts." }),
   })
   .openapi("Balances");
-const CheckSchema = z.strictObject({ account_id: AccountIdSchema, amount: AmountSchema });
+const CheckSchema = z
+  .strictObject({ account_id: AccountIdSchema, amount: AmountSchema.optional(), ...meteredFields })
+  .superRefine(amountOrQuantities)
+  .openapi("BalanceCheckRequest", { example: { account_id: "org_42", meter: "gpt-x", quantities: { input_tokens: 812, output_tokens: 4096 } } });
 const CheckResultSchema = z
   .object({
     account_id: z.string(),
@@ -33,6 +38,8 @@ const CheckResultSchema = z
     amount: z.string(),
     sufficient: z.boolean().openapi({ description: "Whether `available` (not the balance) covers the amount." }),
     deficit: z.string().openapi({ description: "How much `available` lacks; \"0\" when sufficient." }),
+    meter: z.string().optional().openapi({ description: "When priced from meter and quantities: the meter." }),
+    price_version: z.number().int().optional().openapi({ description: "When priced: the version `amount` was computed from." }),
   })
   .openapi("BalanceCheck");
 
@@ -57,8 +64,8 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_id } = c.req.valid("param");
         authorizeAccounts(c, [account_id]);
-        const { balance, available } = await getBalanceAndAvailable(ledger, account_id);
-        const expiring = await expiringNext(ledger, [account_id]);
+        const { balance, available, lots_expiring } = await getBalanceAndAvailable(ledger, account_id);
+        const expiring = await expiringNext(ledger, [account_id], new Set(lots_expiring ? [account_id] : []));
         return c.json(
           { account_id, balance: formatNanos(balance), available: formatNanos(available), expiring_next: expiring.get(account_id) ?? null },
           200,
@@ -83,9 +90,9 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
       async (c) => {
         const { account_ids } = c.req.valid("json");
         authorizeAccounts(c, account_ids);
-        const { balances, available, missing } = await getBalances(ledger, account_ids);
+        const { balances, available, missing, lots_expiring } = await getBalances(ledger, account_ids);
         const ordered = [...new Set(account_ids)].filter((id) => balances.has(id));
-        const expiring = await expiringNext(ledger, ordered);
+        const expiring = await expiringNext(ledger, ordered, lots_expiring);
         return c.json(
           {
             balances: ordered.map((account_id) => ({
@@ -112,13 +119,18 @@ export function balanceRoutes(deps: { ledger: LedgerContext }) {
         request: { body: jsonBody(CheckSchema) },
         responses: {
           200: { description: "The check", content: { "application/json": { schema: CheckResultSchema } } },
-          ...errorResponses(...BODY_ERRORS, "account_not_found", ...AUTH_ERRORS),
+          ...errorResponses(...BODY_ERRORS, "account_not_found", "price_not_found", ...AUTH_ERRORS),
         },
       }),
       async (c) => {
         const body = c.req.valid("json");
         authorizeAccounts(c, [body.account_id]);
-        return c.json(await checkBalance(ledger, body.account_id, amountNanos(body.amount)), 200);
+        if (body.meter === undefined || body.quantities === undefined) {
+          return c.json(await checkBalance(ledger, body.account_id, amountNanos(body.amount!)), 200);
+        }
+        const usage = await priceUsage(ledger, { meter: body.meter, quantities: body.quantities });
+        const check = await checkBalance(ledger, body.account_id, usage.nanos);
+        return c.json({ ...check, meter: usage.meter, price_version: usage.price_version }, 200);
       },
     );
 }

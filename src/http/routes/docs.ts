@@ -1,23 +1,18 @@
 import { readFile } from "node:fs/promises";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { Scalar } from "@scalar/hono-api-reference";
 import { Hono } from "hono";
 import type { AppEnv } from "../env.js";
 
 /**
  * Interactive API docs at /docs (Scalar), rendered from the live /openapi.json. The viewer's script is served by
- * tally itself from the installed package, and Scalar's web fonts and request proxy are switched off, so the page
- * works without internet access (on an air-gapped host, or behind a strict CSP). The 3.5 MB script is read on the
- * first /docs request only, never at start, and then kept.
+ * tally itself, from the standalone bundle kept in vendor/scalar-api-reference/ (the npm package would add 209 MiB
+ * of dependencies for this one file), and Scalar's web fonts and request proxy are switched off, so the page works
+ * without internet access (on an air-gapped host, or behind a strict CSP). The 3.5 MB script is read on the first
+ * /docs request only, never at start, and then kept.
  */
 const SCRIPT_PATH = "/docs/scalar.js";
-
-function standaloneScriptFile(): string {
-  // The package exports only its module entry; its browser bundle sits beside it under dist/browser.
-  const entry = createRequire(import.meta.url).resolve("@scalar/api-reference");
-  return join(dirname(entry), "browser", "standalone.js");
-}
+const STANDALONE_SCRIPT_FILE = fileURLToPath(new URL("../../../vendor/scalar-api-reference/standalone.js", import.meta.url));
 
 export function docsRoutes() {
   let script: Promise<Buffer> | undefined;
@@ -34,7 +29,7 @@ export function docsRoutes() {
       }),
     )
     .get(SCRIPT_PATH, async (c) => {
-      script ??= readFile(standaloneScriptFile()).catch((error: unknown) => {
+      script ??= readFile(STANDALONE_SCRIPT_FILE).catch((error: unknown) => {
         script = undefined;
         throw error;
       });

@@ -7,6 +7,7 @@ import type { Signer } from "../../signing/signer.js";
 import { ensureAccountsExist } from "../../ledger/posting/posting.js";
 import { HISTORY_OFFSET_MAX, HISTORY_PAGE_SIZE_MAX, listHistory, type HistoryFilters, type HistoryPosition } from "../../ledger/history/history.js";
 import { STATS_BUCKETS_MAX, STATS_INTERVALS, accountStats, bucketCount } from "../../ledger/history/stats.js";
+import { spendByMeter } from "../../ledger/prices/spend-by-meter.js";
 import { authorizeAccounts, ownAccountId, requireScope, requireServiceScope } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import type { AppEnv } from "../env.js";
@@ -327,6 +328,10 @@ export function historyRoutes(deps: HistoryDependencies) {
             from: DateTimeSchema.optional().openapi({ ...query("from"), description: "Inclusive; default: 30 days before `to`." }),
             to: DateTimeSchema.optional().openapi({ ...query("to"), description: "Exclusive; default: now." }),
             interval: z.enum(STATS_INTERVALS).default("day").openapi(query("interval")),
+            group_by: z
+              .enum(["meter"])
+              .optional()
+              .openapi({ ...query("group_by"), description: "`meter`: also answer `by_meter`, spend per meter (null: posted as an amount)." }),
           }),
         },
         responses: {
@@ -350,7 +355,9 @@ export function historyRoutes(deps: HistoryDependencies) {
           });
         }
         await ensureAccountsExist(ledger, [id]);
-        return c.json(await accountStats(ledger, { account_id: id, from, to, interval: input.interval }), 200);
+        const stats = await accountStats(ledger, { account_id: id, from, to, interval: input.interval });
+        if (input.group_by !== "meter") return c.json(stats, 200);
+        return c.json({ ...stats, by_meter: await spendByMeter(ledger, { account_id: id, from, to }) }, 200);
       },
     );
 }

@@ -14,6 +14,7 @@ import {
   REPLAYED_HEADER,
 } from "../schemas.js";
 import { requireScope } from "../auth.js";
+import { amountOrQuantities, meteredFields } from "./prices.schemas.js";
 
 /** The OpenAPI definitions of the hold routes (src/ledger/holds/); the handlers are in holds.ts. */
 
@@ -38,7 +39,8 @@ export const HoldSchema = z
 const CreateHoldSchema = z
   .strictObject({
     account_id: AccountIdSchema,
-    amount: AmountSchema,
+    amount: AmountSchema.optional().openapi({ description: "The worst-case cost; or send meter and quantities (e.g. max_tokens of output)." }),
+    ...meteredFields,
     idempotency_key: IdempotencyKeySchema,
     expires_in_s: z
       .number()
@@ -54,14 +56,17 @@ const CreateHoldSchema = z
       .default(false)
       .openapi({ description: "Grant even if `available` does not cover the amount (the hold still counts against it)." }),
   })
+  .superRefine(amountOrQuantities)
   .openapi("HoldRequest");
 
 const CaptureSchema = z
   .strictObject({
-    amount: AmountSchema.openapi({ description: "The actual cost; it may exceed the hold (usage is never refused)." }),
+    amount: AmountSchema.optional().openapi({ description: "The actual cost; it may exceed the hold (usage is never refused). Or send meter and quantities." }),
+    ...meteredFields,
     description: DescriptionSchema.optional(),
     metadata: MetadataSchema.optional(),
   })
+  .superRefine(amountOrQuantities)
   .openapi("CaptureRequest");
 
 const CaptureResultSchema = z
@@ -107,6 +112,8 @@ export const createHoldRoute = createRoute({
       "idempotency_key_reused",
       "insufficient_balance",
       "too_many_active_holds",
+      "price_not_found",
+      "zero_cost_usage",
     ),
   },
 });
@@ -123,7 +130,7 @@ export const captureHoldRoute = createRoute({
   responses: {
     201: { description: "Captured", content: { "application/json": { schema: CaptureResultSchema } } },
     200: { description: replayDescription, content: { "application/json": { schema: CaptureResultSchema } } },
-    ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS, "hold_not_found", "hold_not_active"),
+    ...errorResponses(...BODY_ERRORS, ...AUTH_ERRORS, "hold_not_found", "hold_not_active", "price_not_found", "zero_cost_usage"),
   },
 });
 

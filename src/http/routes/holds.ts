@@ -3,12 +3,26 @@ import type { LedgerContext } from "../../ledger/core/context.js";
 import { captureHold, releaseHold } from "../../ledger/holds/close.js";
 import { grantHold } from "../../ledger/holds/grant.js";
 import { getHold, listHolds } from "../../ledger/holds/read.js";
+import { priceUsage, refuseZeroCost } from "../../ledger/prices/price-usage.js";
 import { authorizeAccounts } from "../auth.js";
 import { decodeCursor, encodeCursor } from "../cursor.js";
 import type { Signer } from "../../signing/signer.js";
 import { createRouter } from "../router.js";
 import { REPLAYED_HEADER, canonicalAmount } from "../schemas.js";
 import { captureHoldRoute, createHoldRoute, getHoldRoute, listHoldsRoute, releaseHoldRoute } from "./holds.routes.js";
+
+/**
+ * A hold or capture names its amount, or a meter and quantities priced now by the same rule as usage (a proxy
+ * holds `max_tokens` worth of output at the model's price). A zero cost is refused, as for usage.
+ */
+async function amountOf(
+  ledger: LedgerContext,
+  body: { amount?: string | undefined; meter?: string | undefined; quantities?: Record<string, number> | undefined },
+): Promise<{ amount: string; priced?: { meter: string; quantities: Record<string, number>; price_version: number } }> {
+  if (body.meter === undefined || body.quantities === undefined) return { amount: canonicalAmount(body.amount!) };
+  const usage = refuseZeroCost(await priceUsage(ledger, { meter: body.meter, quantities: body.quantities }));
+  return { amount: usage.amount, priced: { meter: usage.meter, quantities: { ...usage.quantities }, price_version: usage.price_version } };
+}
 
 const HoldCursorSchema = z.strictObject({ before_id: z.uuid() });
 
@@ -22,11 +36,13 @@ export function holdRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
     .openapi(createHoldRoute, async (c) => {
       const body = c.req.valid("json");
       authorizeAccounts(c, [body.account_id]);
+      const { amount, priced } = await amountOf(ledger, body);
       const result = await grantHold(
         ledger,
         {
           account_id: body.account_id,
-          amount: canonicalAmount(body.amount),
+          amount,
+          ...(priced ? { priced_from: { meter: priced.meter, quantities: priced.quantities } } : {}),
           idempotency_key: body.idempotency_key,
           expires_in_s: body.expires_in_s,
           description: body.description ?? null,
@@ -43,10 +59,11 @@ export function holdRoutes(deps: { ledger: LedgerContext; signer: Signer }) {
     .openapi(captureHoldRoute, async (c) => {
       const { id } = c.req.valid("param");
       const body = c.req.valid("json");
+      const { amount, priced } = await amountOf(ledger, body);
       const result = await captureHold(
         ledger,
         id,
-        { amount: canonicalAmount(body.amount), description: body.description ?? null, metadata: body.metadata ?? null },
+        { amount, description: body.description ?? null, metadata: body.metadata ?? null, ...(priced ? { priced } : {}) },
         (account_id) => authorizeAccounts(c, [account_id]),
       );
       const answer = { hold: result.hold, entry: result.entry, hold_status: result.hold_status };

@@ -5,7 +5,11 @@ import type { LedgerContext } from "../../ledger/core/context.js";
 import { postCredit } from "../../ledger/posting/credits.js";
 import { postDebit } from "../../ledger/posting/debits.js";
 import type { EntryRequest } from "../../ledger/core/entry.js";
-import { postEntry, type PostResult } from "../../ledger/posting/posting.js";
+import { findReplay, postEntry, type PostResult } from "../../ledger/posting/posting.js";
+import { requestHash } from "../../ledger/core/entry.js";
+import { priceUsage, priceUsages, refuseZeroCost, type PricedUsage } from "../../ledger/prices/price-usage.js";
+import { TallyError } from "../../errors.js";
+import { amountOrQuantities, meteredFields } from "./prices.schemas.js";
 import { postLotCredit } from "../../ledger/lots/lot-credits.js";
 import type { EntryType } from "../../db/schema.js";
 import { authorizeAccounts, requireScope } from "../auth.js";
@@ -43,9 +47,18 @@ const common = {
   description: DescriptionSchema.optional(),
   metadata: MetadataSchema.optional(),
 };
-const UsageSchema = z.strictObject({ ...common, batch_id: z.uuid().optional() }).openapi("UsageRequest", {
-  example: { account_id: "org_42", amount: "0.000405", idempotency_key: "req_01J9ZP3K6X", description: "gpt-x completion", metadata: { model: "gpt-x", input_tokens: 812, output_tokens: 117 } },
-});
+/** Usage takes an amount, or a meter and quantities that tally prices (src/ledger/prices/). */
+const UsageSchema = z
+  .strictObject({
+    ...common,
+    amount: AmountSchema.optional().openapi({ description: "The cost, when the caller prices usage itself; otherwise send meter and quantities." }),
+    ...meteredFields,
+    batch_id: z.uuid().optional(),
+  })
+  .superRefine(amountOrQuantities)
+  .openapi("UsageRequest", {
+    example: { account_id: "org_42", meter: "gpt-x", quantities: { input_tokens: 812, output_tokens: 117 }, idempotency_key: "req_01J9ZP3K6X", description: "gpt-x completion" },
+  });
 const UsageBatchSchema = z
   .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
   .openapi("UsageBatchRequest", {
@@ -66,7 +79,8 @@ const DebitSchema = z
   })
   .openapi("DebitRequest", { example: { account_id: "org_42", amount: "5", idempotency_key: "chargeback_1183", allow_overdraft: false } });
 
-type PostingBody = z.infer<typeof UsageSchema> & { batch_id?: string };
+type PostingBody = z.infer<z.ZodObject<typeof common>> & { batch_id?: string };
+type UsageBody = z.infer<typeof UsageSchema>;
 
 function toRequest(type: EntryType, body: PostingBody): EntryRequest {
   return {
@@ -79,6 +93,44 @@ function toRequest(type: EntryType, body: PostingBody): EntryRequest {
     metadata: body.metadata ?? null,
   };
 }
+
+/** A usage row as posted: the amount is the client's, or blank until priced (`priced` below). */
+function usageRequest(body: UsageBody): EntryRequest {
+  return {
+    account_id: body.account_id,
+    type: "usage",
+    amount: body.amount === undefined ? "" : canonicalAmount(body.amount),
+    idempotency_key: body.idempotency_key,
+    batch_id: body.batch_id ?? null,
+    description: body.description ?? null,
+    metadata: body.metadata ?? null,
+    ...(body.meter === undefined ? {} : { meter: body.meter, quantities: body.quantities ?? null }),
+  };
+}
+
+function priced(request: EntryRequest, usage: PricedUsage, field = ""): EntryRequest {
+  refuseZeroCost(usage, field);
+  return { ...request, amount: usage.amount, price_version: usage.price_version };
+}
+
+/**
+ * Prices the metered rows of a batch (all at once, from the cache: no round trip when warm) and refuses the whole
+ * batch if any row cannot be priced.
+ */
+async function priceRows(ledger: LedgerContext, requests: EntryRequest[]): Promise<EntryRequest[]> {
+  const metered = requests.flatMap((request, index) =>
+    request.meter ? [{ index, usage: { meter: request.meter, quantities: request.quantities! }, field: `entries[${index}].` }] : [],
+  );
+  if (metered.length === 0) return requests;
+  const prices = await priceUsages(ledger, metered);
+  const result = [...requests];
+  metered.forEach(({ index, field }, position) => {
+    result[index] = priced(requests[index]!, prices[position]!, field);
+  });
+  return result;
+}
+
+const USAGE_ERRORS = [...WRITE_ERRORS, "price_not_found", "zero_cost_usage"] as const;
 
 const entryResponses = {
   201: { description: "Posted", content: { "application/json": { schema: EntrySchema } } },
@@ -110,12 +162,24 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
         security: BEARER_SECURITY,
         middleware: [requireScope("usage:write")] as const,
         request: { body: jsonBody(UsageSchema) },
-        responses: { ...entryResponses, ...errorResponses(...WRITE_ERRORS) },
+        responses: { ...entryResponses, ...errorResponses(...USAGE_ERRORS) },
       }),
       async (c) => {
         const body = c.req.valid("json");
         authorizeAccounts(c, [body.account_id]);
-        return respond(c, await postEntry(ledger, toRequest("usage", body)));
+        const request = usageRequest(body);
+        if (!request.meter) return respond(c, await postEntry(ledger, request));
+        let usage: PricedUsage;
+        try {
+          usage = await priceUsage(ledger, { meter: request.meter, quantities: request.quantities! });
+          refuseZeroCost(usage);
+        } catch (error) {
+          // A retry of usage priced earlier stays a replay even if the meter's price no longer prices it.
+          const replay = error instanceof TallyError ? await findReplay(ledger.database, request, requestHash(request)) : undefined;
+          if (replay) return respond(c, replay);
+          throw error;
+        }
+        return respond(c, await postEntry(ledger, priced(request, usage)));
       },
     )
     .openapi(
@@ -137,7 +201,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
               },
             },
           },
-          ...errorResponses(...WRITE_ERRORS),
+          ...errorResponses(...USAGE_ERRORS),
         },
       }),
       async (c) => {
@@ -146,10 +210,7 @@ export function postingRoutes(deps: { ledger: LedgerContext }) {
           c,
           entries.map((entry) => entry.account_id),
         );
-        const result = await postUsageBatch(
-          ledger,
-          entries.map((entry) => toRequest("usage", entry)),
-        );
+        const result = await postUsageBatch(ledger, await priceRows(ledger, entries.map(usageRequest)));
         ledgerCounters.posted_rows.inc({ type: "usage" }, result.inserted);
         return c.json(result, 200);
       },

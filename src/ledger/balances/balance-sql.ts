@@ -20,6 +20,10 @@ export const CHECKPOINT_BALANCE = "(COALESCE(checkpoint.balance, 0) + COALESCE(d
  * `delta.row_count` reaches the cap the total is partial and must not be used: the caller folds the delta into the
  * checkpoint in bounded chunks first (refreshCheckpoint) and reads again. For a fold that must never run unbounded
  * (a crossing evaluation) on an account whose checkpoint has fallen far behind.
+ *
+ * The ORDER BY is what keeps it on the (account_id, xid) index. Without it, a LIMIT lets the planner bet on a
+ * sequential scan finding enough of the account's rows early; when the delta is in fact empty (a checkpoint just
+ * refreshed) that scan reads the whole table: 1.9 s at 4,000,000 rows, on the first history page of a large account.
  */
 export function checkpointJoinsCapped(row_limit: string): string {
   return `
@@ -29,6 +33,7 @@ LEFT JOIN LATERAL (
     SELECT entry.delta FROM entries AS entry
     WHERE entry.account_id = requested.account_id
       AND entry.xid >= COALESCE(checkpoint.xid_boundary, '0'::xid8)
+    ORDER BY entry.xid
     LIMIT ${row_limit}
   ) AS capped
 ) AS delta ON true`;

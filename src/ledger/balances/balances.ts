@@ -6,7 +6,7 @@ import { refreshQuietly } from "./checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { observeAtOrBelowZero } from "../events/crossings.js";
 import { HELD_TOTAL, activeHoldsJoin } from "../holds/held-sql.js";
-import { settleDueLots } from "../lots/settle.js";
+import { settleAccount } from "../lots/settle.js";
 
 /** The most accounts one bulk balance query may ask for. */
 export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
@@ -15,17 +15,28 @@ export const BULK_BALANCE_ACCOUNTS_MAX = 1000;
  * balance = checkpoint + the account's rows at or above the checkpoint's transaction-id boundary. One statement, so
  * the checkpoint and the delta come from one snapshot; the (account_id, xid) index makes the delta read touch only
  * the delta rows. The same prepared statement serves one account and a thousand.
+ *
+ * It also reads the earliest expiry among the account's open lots (one probe of the partial index
+ * credit_lots_account_expiring), so that a read learns in the same round trip whether a lot is due (the read must
+ * settle it first) and whether `expiring_next` has anything to find: an account without expiring lots costs one
+ * statement, not three.
  */
 const BALANCES_SQL = `
 SELECT requested.account_id,
        account.id IS NOT NULL AS account_exists,
        ${CHECKPOINT_BALANCE}::text AS balance,
        delta.row_count::text AS delta_rows,
-       ${HELD_TOTAL}::text AS held
+       ${HELD_TOTAL}::text AS held,
+       expiring.first_expiry IS NOT NULL AS lots_expiring,
+       COALESCE(expiring.first_expiry <= $2::timestamptz, false) AS lots_due
 FROM unnest($1::text[]) AS requested(account_id)
 LEFT JOIN accounts AS account ON account.id = requested.account_id
 ${CHECKPOINT_JOINS}
-${activeHoldsJoin("$2")}`;
+${activeHoldsJoin("$2")}
+LEFT JOIN LATERAL (
+  SELECT MIN(lot.expires_sort) AS first_expiry FROM credit_lots AS lot
+  WHERE lot.account_id = requested.account_id AND lot.status = 'open' AND lot.expires_at IS NOT NULL
+) AS expiring ON true`;
 
 interface BalanceRow {
   account_id: string;
@@ -33,6 +44,18 @@ interface BalanceRow {
   balance: string;
   delta_rows: string;
   held: string;
+  lots_expiring: boolean;
+  lots_due: boolean;
+}
+
+export interface ReadBalance {
+  nanos: bigint;
+  delta_rows: number;
+  held_nanos: bigint;
+  /** The account has an open lot that expires (so `expiring_next` may be non-null). */
+  lots_expiring: boolean;
+  /** An open lot's expiry is at or before `now`: the balance still includes credit that has expired. */
+  lots_due: boolean;
 }
 
 export interface AccountBalance {
@@ -41,16 +64,17 @@ export interface AccountBalance {
 }
 
 /**
- * Reads balances without refreshing anything; usable inside a transaction (strict debits use it). `held_nanos` is
- * the total of the active holds unexpired at `now` (the ledger clock's time), read in the same statement.
+ * Reads balances without refreshing or settling anything; usable inside a transaction (strict debits use it).
+ * `held_nanos` is the total of the active holds unexpired at `now` (the ledger clock's time), and `lots_due` is
+ * judged at `now` too, all in the same statement.
  */
 export async function readBalances(
   database: Queryable,
   account_ids: readonly string[],
   now: Date = new Date(),
-): Promise<{ found: Map<string, { nanos: bigint; delta_rows: number; held_nanos: bigint }>; missing: string[] }> {
+): Promise<{ found: Map<string, ReadBalance>; missing: string[] }> {
   const rows = await database.query<BalanceRow>(BALANCES_SQL, [[...new Set(account_ids)], now.toISOString()]);
-  const found = new Map<string, { nanos: bigint; delta_rows: number; held_nanos: bigint }>();
+  const found = new Map<string, ReadBalance>();
   const missing: string[] = [];
   for (const row of rows) {
     if (!row.account_exists) missing.push(row.account_id);
@@ -59,6 +83,8 @@ export async function readBalances(
         nanos: numericToNanos(row.balance),
         delta_rows: Number(row.delta_rows),
         held_nanos: numericToNanos(row.held),
+        lots_expiring: row.lots_expiring,
+        lots_due: row.lots_due,
       });
     }
   }
@@ -76,10 +102,16 @@ export async function getBalances(
   context: LedgerContext,
   account_ids: readonly string[],
   options: { observe: boolean } = { observe: true },
-): Promise<{ balances: Map<string, bigint>; available: Map<string, bigint>; missing: string[] }> {
-  // Lots due at the clock's now expire first, so the read never includes expired credit (src/ledger/lots/).
-  await settleDueLots(context, account_ids);
-  const { found, missing } = await readBalances(context.database, account_ids, context.now());
+): Promise<{ balances: Map<string, bigint>; available: Map<string, bigint>; missing: string[]; lots_expiring: Set<string> }> {
+  const now = context.now();
+  let { found, missing } = await readBalances(context.database, account_ids, now);
+  // A lot due at the clock's now expires before the balance is answered, so a read never includes expired credit
+  // (src/ledger/lots/): settle those accounts, then read again. Rare; otherwise the read above was the only one.
+  const due = [...found].filter(([, balance]) => balance.lots_due).map(([id]) => id);
+  if (due.length > 0) {
+    for (const account_id of due) await settleAccount(context, account_id, { now });
+    ({ found, missing } = await readBalances(context.database, account_ids, now));
+  }
   const overgrown = [...found].filter(([, balance]) => balance.delta_rows > context.checkpoint_policy.delta_max);
   if (overgrown.length > 0) await refreshQuietly(context, overgrown.map(([id]) => id));
   for (const id of found.keys()) context.known_accounts.remember(id);
@@ -94,6 +126,7 @@ export async function getBalances(
     // Events stay about the balance; `available` only informs the answer (holds never change a balance).
     available: new Map([...found].map(([id, balance]) => [id, balance.nanos - balance.held_nanos])),
     missing,
+    lots_expiring: new Set([...found].filter(([, balance]) => balance.lots_expiring).map(([id]) => id)),
   };
 }
 
@@ -104,11 +137,11 @@ export async function getBalance(context: LedgerContext, account_id: string): Pr
 export async function getBalanceAndAvailable(
   context: LedgerContext,
   account_id: string,
-): Promise<{ balance: bigint; available: bigint }> {
-  const { balances, available } = await getBalances(context, [account_id]);
+): Promise<{ balance: bigint; available: bigint; lots_expiring: boolean }> {
+  const { balances, available, lots_expiring } = await getBalances(context, [account_id]);
   const balance = balances.get(account_id);
   if (balance === undefined) throw new TallyError("account_not_found", `account ${account_id} does not exist`);
-  return { balance, available: available.get(account_id)! };
+  return { balance, available: available.get(account_id)!, lots_expiring: lots_expiring.has(account_id) };
 }
 
 export interface BalanceCheck {

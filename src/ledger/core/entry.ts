@@ -26,6 +26,10 @@ export interface Entry {
   expires_at?: string;
   /** An expiration's lot: the credit entry it ended. */
   lot_id?: string;
+  /** Priced usage only (src/ledger/prices/): what was measured, and the price version the amount came from. */
+  meter?: string;
+  quantities?: Record<string, number>;
+  price_version?: number;
 }
 
 /** What a write asks for, before it becomes a row. `amount` is already canonical. */
@@ -48,6 +52,14 @@ export interface EntryRequest {
   /** Credit lots only: priority 0-100 (null is the default, 50) and an expiry (ISO 8601, milliseconds). */
   priority?: number | null;
   expires_at?: string | null;
+  /**
+   * Priced usage only: the meter and quantities the client sent and the price version `amount` was computed from.
+   * The idempotency fingerprint covers meter and quantities instead of the amount, so a replay after a price
+   * change is still a replay (of the original entry, at its original price).
+   */
+  meter?: string | null;
+  quantities?: Record<string, number> | null;
+  price_version?: number | null;
 }
 
 export const DEBIT_TYPES: ReadonlySet<EntryType> = new Set(["usage", "removal", "reversal", "transfer_out", "expiration"]);
@@ -61,7 +73,8 @@ export function deltaOf(type: EntryType, amount: string, direction?: "credit" | 
 export const ENTRY_COLUMNS = `id::text AS id, account_id, type, amount::text AS amount, delta::text AS delta,
   idempotency_key, request_hash, batch_id::text AS batch_id, description, metadata, created_at,
   original_entry_id::text AS original_entry_id, counterpart_entry_id::text AS counterpart_entry_id,
-  transfer_id::text AS transfer_id, hold_id::text AS hold_id, priority, expires_at, lot_id::text AS lot_id`;
+  transfer_id::text AS transfer_id, hold_id::text AS hold_id, priority, expires_at, lot_id::text AS lot_id,
+  meter, quantities, price_version`;
 
 export interface EntryRow {
   id: string;
@@ -82,6 +95,9 @@ export interface EntryRow {
   priority?: number | null;
   expires_at?: Date | string | null;
   lot_id?: string | null;
+  meter?: string | null;
+  quantities?: Record<string, number> | null;
+  price_version?: number | null;
 }
 
 /** The links a row carries, only those that are set (entries without links look exactly as they always have). */
@@ -116,6 +132,11 @@ export function toEntry(row: EntryRow): Entry {
   if (row.priority !== null && row.priority !== undefined) entry.priority = Number(row.priority);
   if (row.expires_at !== null && row.expires_at !== undefined) entry.expires_at = new Date(row.expires_at).toISOString();
   if (row.lot_id !== null && row.lot_id !== undefined) entry.lot_id = row.lot_id;
+  if (row.meter !== null && row.meter !== undefined) {
+    entry.meter = row.meter;
+    entry.quantities = row.quantities ?? {};
+    entry.price_version = Number(row.price_version);
+  }
   return entry;
 }
 
@@ -131,13 +152,15 @@ export function canonicalJson(value: unknown): string {
 
 /**
  * The fingerprint an idempotency key is bound to. The account id and the key itself are the lookup, so they are
- * left out; everything else that shapes the row is in, with the amount already canonical ("1.50" and "1.5" are the
+ * left out; everything the client sent that shapes the row is in, with the amount already canonical ("1.50" and "1.5" are the
  * same request) and metadata keys sorted (key order is not meaning).
  */
 export function requestHash(request: EntryRequest): string {
+  const priced = request.meter !== undefined && request.meter !== null;
   const fingerprint = canonicalJson({
     type: request.type,
-    amount: request.amount,
+    // Priced usage is bound to what the client sent (meter and quantities), not to what the price made of it.
+    ...(priced ? { meter: request.meter, quantities: request.quantities } : { amount: request.amount }),
     batch_id: request.batch_id,
     description: request.description,
     metadata: request.metadata,

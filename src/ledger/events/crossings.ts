@@ -57,6 +57,7 @@ LEFT JOIN LATERAL (
     WHERE entry.account_id = requested.account_id
       AND entry.xid >= COALESCE(watch.credits_boundary, pg_snapshot_xmin(watch.evaluated_snapshot))
       AND NOT pg_visible_in_snapshot(entry.xid, watch.evaluated_snapshot)
+    ORDER BY entry.xid -- keeps the planner on the (account_id, xid) index; see checkpointJoinsCapped
     LIMIT $3::bigint
   ) AS recent
 ) AS credits ON true`;
@@ -101,8 +102,15 @@ ON CONFLICT (account_id) DO UPDATE SET
   credits_pending = 0,
   updated_at = now()`;
 
-const INSERT_EVENT_SQL = `
-INSERT INTO balance_events (account_id, type, balance) VALUES ($1, $2, $3::numeric)
+/**
+ * Takes the global event-id lock and appends the event in one statement: the lock is held to commit, and every
+ * event-emitting transaction in every process queues on it, so each round trip it spans costs all of them. The
+ * INSERT reads its row from the lock's CTE, so the id is drawn after the lock is held.
+ */
+export const APPEND_EVENT_SQL = `
+WITH event_id_lock AS (SELECT pg_advisory_xact_lock(${EVENT_ID_LOCK[0]}, ${EVENT_ID_LOCK[1]}))
+INSERT INTO balance_events (account_id, type, balance)
+SELECT $1, $2, $3::numeric FROM event_id_lock
 RETURNING id::text AS id, created_at`;
 
 export interface BalanceEvent {
@@ -131,10 +139,9 @@ async function appendEvent(
   context: LedgerContext,
   input: { account_id: string; type: BalanceEventType; balance: string },
 ): Promise<BalanceEvent> {
-  // Held to commit: event ids then commit in id order, so a stream reader resuming after id N never misses a
-  // smaller id. Only crossing evaluations get here, and they are rare; NOTIFY serializes commits anyway.
-  await transaction.query("SELECT pg_advisory_xact_lock($1::int, $2::int)", [...EVENT_ID_LOCK]);
-  const [row] = await transaction.query<{ id: string; created_at: Date | string }>(INSERT_EVENT_SQL, [
+  // The lock is held to commit: event ids then commit in id order, so a stream reader resuming after id N never
+  // misses a smaller id. Callers append last, so that the lock spans only this statement (and a NOTIFY) and the commit.
+  const [row] = await transaction.query<{ id: string; created_at: Date | string }>(APPEND_EVENT_SQL, [
     input.account_id,
     input.type,
     input.balance,
@@ -240,20 +247,21 @@ async function decide(
 ): Promise<BalanceEvent | undefined> {
   const balance = numericToNanos(state.balance);
   const creditsSince = numericToNanos(state.credits_since);
-  let emitted: BalanceEvent | undefined;
+  let type: BalanceEventType | undefined;
   let depleted = state.depleted;
   if (balance > 0n) {
     const crossed = !state.watched || balance - creditsSince <= 0n;
     if (depleted || options.observed_at_or_below_zero || crossed) {
-      emitted = await appendEvent(transaction, context, { account_id, type: "balance_restored", balance: state.balance });
+      type = "balance_restored";
       depleted = false;
     }
   } else if (options.observed_at_or_below_zero && !depleted) {
-    emitted = await appendEvent(transaction, context, { account_id, type: "balance_depleted", balance: state.balance });
+    type = "balance_depleted";
     depleted = true;
   }
   await transaction.query(SAVE_WATCH_SQL, [account_id, state.snapshot, depleted]);
-  return emitted;
+  // Last: the event append takes the global event-id lock, held to commit (appendEvent).
+  return type === undefined ? undefined : appendEvent(transaction, context, { account_id, type, balance: state.balance });
 }
 
 /**

@@ -207,6 +207,7 @@ SELECT count(*) >= $2::bigint AS far_behind FROM (
   SELECT 1 FROM entries AS entry
   WHERE entry.account_id = $1
     AND entry.xid >= COALESCE((SELECT xid_boundary FROM balance_checkpoints WHERE account_id = $1), '0'::xid8)
+  ORDER BY entry.xid -- keeps the planner on the (account_id, xid) index; see checkpointJoinsCapped
   LIMIT $2::bigint
 ) AS above`;
 

@@ -35,6 +35,8 @@ export interface CaptureRequest {
   amount: string;
   description: string | null;
   metadata: Record<string, unknown> | null;
+  /** Priced capture (src/ledger/prices/): what was measured and the price version `amount` came from. */
+  priced?: { meter: string; quantities: Record<string, number>; price_version: number };
 }
 
 export interface CaptureResult {
@@ -73,6 +75,7 @@ export async function captureHold(
     description: capture.description,
     metadata: capture.metadata,
     hold_id,
+    ...(capture.priced ?? {}),
   };
   const hash = requestHash(entry_request);
   const now = context.now();

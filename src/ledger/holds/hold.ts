@@ -37,6 +37,11 @@ export interface HoldRequest {
   expires_in_s: number;
   description: string | null;
   metadata: Record<string, unknown> | null;
+  /**
+   * Set when the amount was priced from a meter and quantities (src/ledger/prices/): the fingerprint then covers
+   * those instead of the amount, so a retry after a price change is still a replay of the original hold.
+   */
+  priced_from?: { meter: string; quantities: Record<string, number> };
 }
 
 export const HOLD_COLUMNS = `id::text AS id, account_id, amount::text AS amount, status, idempotency_key, request_hash,
@@ -87,7 +92,8 @@ export function toHold(row: HoldRow, now: Date): Hold {
 export function holdRequestHash(request: HoldRequest): string {
   const fingerprint = canonicalJson({
     kind: "hold",
-    amount: request.amount,
+    // A priced hold is bound to what the client sent, not to what the price made of it (src/ledger/prices/).
+    ...(request.priced_from ? { meter: request.priced_from.meter, quantities: request.priced_from.quantities } : { amount: request.amount }),
     expires_in_s: request.expires_in_s,
     description: request.description,
     metadata: request.metadata,

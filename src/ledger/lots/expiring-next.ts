@@ -13,13 +13,22 @@ WHERE account_id = ANY($1::text[]) AND status = 'open' AND expires_at IS NOT NUL
 
 /**
  * The earliest future expiry of each account and what remains, now, of the lots expiring then; null if none. Only
- * accounts with an open, expiring lot do any work (one indexed query finds them); for those, the lot view (view.ts)
- * makes the amount reflect every committed debit, not only the ones the fold has reached.
+ * accounts with an open, expiring lot do any work: `with_expiring_lots` names them when the caller already knows
+ * (a balance read learns it in its own statement: getBalances' `lots_expiring`), else one indexed query finds them.
+ * For those, the lot view (view.ts) makes the amount reflect every committed debit, not only the ones the fold has
+ * reached.
  */
-export async function expiringNext(context: LedgerContext, account_ids: readonly string[]): Promise<Map<string, ExpiringNext | null>> {
+export async function expiringNext(
+  context: LedgerContext,
+  account_ids: readonly string[],
+  with_expiring_lots?: ReadonlySet<string>,
+): Promise<Map<string, ExpiringNext | null>> {
   const result = new Map<string, ExpiringNext | null>(account_ids.map((id) => [id, null]));
   if (account_ids.length === 0) return result;
-  const expiring = await context.database.query<{ account_id: string }>(EXPIRING_ACCOUNTS_SQL, [[...new Set(account_ids)]]);
+  const expiring =
+    with_expiring_lots === undefined
+      ? await context.database.query<{ account_id: string }>(EXPIRING_ACCOUNTS_SQL, [[...new Set(account_ids)]])
+      : [...new Set(account_ids)].filter((id) => with_expiring_lots.has(id)).map((account_id) => ({ account_id }));
   const nowIso = context.clock.now().toISOString();
   for (const { account_id } of expiring) {
     result.set(account_id, await withLotView(context, account_id, (view) => earliest(view, account_id, nowIso)));

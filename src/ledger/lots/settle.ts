@@ -102,34 +102,38 @@ async function insertExpiration(
   return row.id;
 }
 
-const INSERT_EXPIRED_EVENT_SQL = `
+/** Like APPEND_EVENT_SQL (crossings.ts): the global event-id lock and every event of the cut in one statement. */
+const APPEND_EXPIRED_EVENTS_SQL = `
+WITH event_id_lock AS (SELECT pg_advisory_xact_lock(${EVENT_ID_LOCK[0]}, ${EVENT_ID_LOCK[1]}))
 INSERT INTO balance_events (account_id, type, balance, lot_id, amount)
-VALUES ($1, 'credits_expired', $2::numeric, $3::uuid, $4::numeric)
-RETURNING id::text AS id, created_at`;
+SELECT $1, 'credits_expired', $2::numeric, expired.lot_id::uuid, expired.amount::numeric
+FROM event_id_lock, unnest($3::text[], $4::text[]) WITH ORDINALITY AS expired(lot_id, amount, position)
+ORDER BY expired.position
+RETURNING id::text AS id, created_at, lot_id::text AS lot_id`;
 
+/** The cut's events; the last statement of its transaction, since the lock it takes is held to commit. */
 async function appendExpiredEvents(transaction: Queryable, account_id: string, expired: Expired[]): Promise<{ events: BalanceEvent[]; balance: bigint }> {
   const { found } = await readBalances(transaction, [account_id]);
   const balance = found.get(account_id)?.nanos ?? 0n;
-  // The same global lock every event append takes, held to commit, so event ids commit in order (crossings.ts).
-  await transaction.query("SELECT pg_advisory_xact_lock($1::int, $2::int)", [...EVENT_ID_LOCK]);
-  const events: BalanceEvent[] = [];
-  for (const item of expired) {
-    const [row] = await transaction.query<{ id: string; created_at: Date | string }>(INSERT_EXPIRED_EVENT_SQL, [
-      account_id,
-      formatNanos(balance),
-      item.lot_id,
-      item.amount,
-    ]);
-    events.push({
-      id: row!.id,
+  const rows = await transaction.query<{ id: string; created_at: Date | string; lot_id: string }>(APPEND_EXPIRED_EVENTS_SQL, [
+    account_id,
+    formatNanos(balance),
+    expired.map((item) => item.lot_id),
+    expired.map((item) => item.amount),
+  ]);
+  const inserted = new Map(rows.map((row) => [row.lot_id, row]));
+  const events = expired.map((item): BalanceEvent => {
+    const row = inserted.get(item.lot_id)!;
+    return {
+      id: row.id,
       type: "credits_expired",
       account_id,
       balance: formatNanos(balance),
-      time: new Date(row!.created_at).toISOString(),
+      time: new Date(row.created_at).toISOString(),
       lot_id: item.lot_id,
       amount: canonicalNumeric(item.amount),
-    });
-  }
+    };
+  });
   return { events, balance };
 }
 

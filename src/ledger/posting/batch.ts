@@ -3,23 +3,27 @@ import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { requestHash, type EntryRequest } from "../core/entry.js";
 import { uuidv7 } from "../core/ids.js";
-import { ensureAccountsExist } from "./posting.js";
+import { ensureAccountsExist, quantitiesText } from "./posting.js";
 
 /** The most rows one batch may carry. */
 export const BATCH_ROWS_MAX = 10_000;
 
 /**
  * One multi-row INSERT. The rows travel as one array per column and are expanded by unnest(), so a batch of any
- * size is one prepared statement with eight parameters (the wire protocol allows at most 65,535 parameters, which a
+ * size is one prepared statement with eleven parameters (the wire protocol allows at most 65,535 parameters, which a
  * VALUES list of 10,000 rows would exceed). Every array is sent as text[] and cast here, because postgres.js has
  * no serializer for numeric[].
  */
 const INSERT_BATCH_SQL = `
-INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata)
+INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
+                     meter, quantities, price_version)
 SELECT row.id::uuid, row.account_id, 'usage', row.amount::numeric, -(row.amount::numeric), row.idempotency_key,
-       row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb
-FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[])
-  AS row(id, account_id, amount, idempotency_key, request_hash, batch_id, description, metadata)
+       row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb,
+       row.meter, row.quantities::jsonb, row.price_version::integer
+FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+            $9::text[], $10::text[], $11::text[])
+  AS row(id, account_id, amount, idempotency_key, request_hash, batch_id, description, metadata,
+         meter, quantities, price_version)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING account_id, idempotency_key`;
 
@@ -89,6 +93,9 @@ export async function postUsageBatch(
       rows.map((row) => row.request.batch_id),
       rows.map((row) => row.request.description),
       rows.map((row) => (row.request.metadata === null ? null : JSON.stringify(row.request.metadata))),
+      rows.map((row) => row.request.meter ?? null),
+      rows.map((row) => quantitiesText(row.request)),
+      rows.map((row) => (row.request.price_version === undefined || row.request.price_version === null ? null : String(row.request.price_version))),
     ]);
     if (returned.length === rows.length) return returned;
     const insertedKeys = new Set(returned.map((row) => identity(row.account_id, row.idempotency_key)));

@@ -5,7 +5,7 @@ import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { ENTRY_COLUMNS, deltaOf, requestHash, toEntry, type EntryRequest, type EntryRow } from "../core/entry.js";
 import { uuidv7 } from "../core/ids.js";
-import { insertEntry, type PostResult } from "./posting.js";
+import { insertEntry, quantitiesText, type PostResult } from "./posting.js";
 
 /**
  * Group commit for lock-free single-row posts (usage, credits, overdraft-allowed debits).
@@ -65,14 +65,15 @@ interface Pending {
 
 const INSERT_GROUP_SQL = `
 INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
-                     original_entry_id, counterpart_entry_id, transfer_id)
+                     original_entry_id, counterpart_entry_id, transfer_id, meter, quantities, price_version)
 SELECT row.id::uuid, row.account_id, row.type, row.amount::numeric, row.delta::numeric, row.idempotency_key,
        row.request_hash, row.batch_id::uuid, row.description, row.metadata::jsonb,
-       row.original_entry_id::uuid, row.counterpart_entry_id::uuid, row.transfer_id::uuid
+       row.original_entry_id::uuid, row.counterpart_entry_id::uuid, row.transfer_id::uuid,
+       row.meter, row.quantities::jsonb, row.price_version::integer
 FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], $9::text[],
-            $10::text[], $11::text[], $12::text[], $13::text[])
+            $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::text[])
   AS row(id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
-         original_entry_id, counterpart_entry_id, transfer_id)
+         original_entry_id, counterpart_entry_id, transfer_id, meter, quantities, price_version)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -322,6 +323,9 @@ export class GroupCommitter {
       requests.map((request) => request.original_entry_id ?? null),
       requests.map((request) => request.counterpart_entry_id ?? null),
       requests.map((request) => request.transfer_id ?? null),
+      requests.map((request) => request.meter ?? null),
+      requests.map(quantitiesText),
+      requests.map((request) => (request.price_version === undefined || request.price_version === null ? null : String(request.price_version))),
     ]);
     for (const row of returned) {
       const identity = `${row.account_id}\u0000${row.idempotency_key}`;

@@ -24,8 +24,9 @@ export interface PostResult {
  */
 const INSERT_SQL = `
 INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash, batch_id, description, metadata,
-                     original_entry_id, counterpart_entry_id, transfer_id, hold_id)
-VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid, $14::uuid)
+                     original_entry_id, counterpart_entry_id, transfer_id, hold_id, meter, quantities, price_version)
+VALUES ($1::uuid, $2, $3, $4::numeric, $5::numeric, $6, $7, $8::uuid, $9, $10::text::jsonb, $11::uuid, $12::uuid, $13::uuid, $14::uuid,
+        $15, $16::text::jsonb, $17::integer)
 ON CONFLICT (account_id, idempotency_key) DO NOTHING
 RETURNING ${ENTRY_COLUMNS}`;
 
@@ -53,8 +54,16 @@ export async function insertEntry(
     request.counterpart_entry_id ?? null,
     request.transfer_id ?? null,
     request.hold_id ?? null,
+    request.meter ?? null,
+    quantitiesText(request),
+    request.price_version ?? null,
   ]);
   return rows[0];
+}
+
+/** The quantities of priced usage as JSON text (postgres.js sends text; the SQL casts it to jsonb). */
+export function quantitiesText(request: EntryRequest): string | null {
+  return request.quantities === undefined || request.quantities === null ? null : JSON.stringify(request.quantities);
 }
 
 /**
