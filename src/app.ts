@@ -30,6 +30,8 @@ import { webhookRoutes } from "./http/routes/webhooks.js";
 import { autoTopupRoutes } from "./http/routes/auto-topup.js";
 import { stripeWebhookRoutes } from "./http/routes/stripe-webhooks.js";
 import type { StripeSettings } from "./payments/stripe/handle.js";
+import { planRoutes } from "./http/routes/plans.js";
+import { subscriptionRoutes } from "./http/routes/subscriptions.js";
 import { openApiDocument } from "./http/openapi/document.js";
 import { createMetrics } from "./metrics/metrics.js";
 import { metricsRoutes } from "./metrics/route.js";
@@ -93,6 +95,8 @@ export function createApp(deps: AppDependencies) {
   app.route("/", webhookRoutes({ ledger: deps.ledger, signer, secret_box: deps.secret_box ?? databaseSecretBox(deps.database) }));
   app.route("/", autoTopupRoutes({ ledger: deps.ledger }));
   app.route("/", stripeWebhookRoutes({ ledger: deps.ledger, stripe: deps.stripe }));
+  app.route("/", planRoutes({ ledger: deps.ledger, signer }));
+  app.route("/", subscriptionRoutes({ ledger: deps.ledger }));
   if (deps.console_enabled !== false) app.route("/", consoleRoutes({ ledger: deps.ledger, signer, authenticators: deps.authenticators }));
 
   app.openAPIRegistry.registerComponent("securitySchemes", "bearer", {

@@ -60,6 +60,9 @@ export const configSchema = z
     POSTING_QUEUE_WAIT_MAX_MS: positiveInt(10_000, 600_000),
     // How often each process sweeps due credit lots; 0 turns the sweep off (reads still settle their own account).
     EXPIRY_SWEEP_INTERVAL_MS: z.coerce.number().int().min(0).max(3_600_000).default(1000),
+    // How often each process renews due plan subscriptions (src/ledger/plans/); 0 turns the scheduler off (then run
+    // renewals with POST /v1/renewals/run or `tally renewals`). At most 30 s, so renewals stay within a minute.
+    RENEWAL_INTERVAL_MS: z.coerce.number().int().min(0).max(30_000).default(10_000),
     /** On SIGTERM/SIGINT, in-flight requests get this long to finish before their connections are cut. */
     SHUTDOWN_TIMEOUT_MS: positiveInt(10_000, 600_000),
     /** Failed authentications one client address may make per minute before unknown credentials get 429. */

@@ -34,6 +34,10 @@ export const ERROR_CATALOGUE = {
   webhook_delivery_not_found: { status: 404, title: "The webhook delivery does not exist" },
   too_many_webhook_endpoints: { status: 409, title: "tally keeps as many webhook endpoints as it allows" },
   invalid_signature: { status: 400, title: "The webhook signature is missing, does not match the body, or is too old" },
+  plan_not_found: { status: 404, title: "The plan does not exist" },
+  plan_exists: { status: 409, title: "A plan with this id already exists" },
+  plan_archived: { status: 409, title: "The plan is archived and takes no new subscriptions" },
+  subscription_not_found: { status: 404, title: "The account has no subscription" },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERROR_CATALOGUE;

@@ -14,6 +14,7 @@ import { configureGroupCommit } from "./ledger/posting/group-commit.js";
 import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { startAutoTopupDetector } from "./ledger/auto-topup/detector.js";
 import { parseAmount } from "./ledger/core/amount.js";
+import { startRenewalScheduler } from "./ledger/plans/scheduler.js";
 import { createLogger } from "./logger.js";
 import { instrumentPool } from "./metrics/pool.js";
 import { databaseSigner } from "./signing/signer.js";
@@ -69,6 +70,7 @@ async function main(): Promise<void> {
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
   const expirySweep =
     config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
+  const renewals = config.RENEWAL_INTERVAL_MS > 0 ? startRenewalScheduler(ledger, { interval_ms: config.RENEWAL_INTERVAL_MS }) : undefined;
   const secretBox = databaseSecretBox(database, config.TALLY_SIGNING_KEY);
   const webhookWorker =
     config.WEBHOOK_POLL_INTERVAL_MS > 0
@@ -145,11 +147,14 @@ async function main(): Promise<void> {
     logger.info({ signal, in_flight: drainer.in_flight, timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "shutting down: draining");
     // Event streams end now and new ones are refused, so SSE clients reconnect to another process at once.
     ledger.events.hub.shutdown();
+    // No new renewal batch starts from now; the one in progress finishes (each account is one short transaction).
+    const renewalsStopped = renewals?.stop();
     const drained = await drainer.drain(config.SHUTDOWN_TIMEOUT_MS);
     if (!drained) logger.warn({ timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "connections still open at the drain timeout were cut");
     try {
       await maintenance.stop();
       await expirySweep?.stop();
+      await renewalsStopped;
       await webhookWorker?.stop();
       await autoTopup?.stop();
       await database.close();

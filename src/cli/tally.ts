@@ -6,6 +6,7 @@ const COMMANDS: Record<string, { summary: string; load: () => Promise<{ run(args
   migrate: { summary: "apply pending migrations and say which", load: () => import("./commands/migrate.js") },
   keys: { summary: "create, list and revoke service keys (bootstrap; later use POST/GET/DELETE /v1/keys)", load: () => import("./commands/keys.js") },
   verify: { summary: "recompute every balance from its entries and compare with what the API serves", load: () => import("./commands/verify.js") },
+  renewals: { summary: "renew due plan subscriptions now, or preview them with --dry-run", load: () => import("./commands/renewals.js") },
   token: { summary: "mint a development end-user JWT from JWT_SECRET (refused in production-looking setups)", load: () => import("./commands/token.js") },
   openapi: { summary: "print the OpenAPI document (no database needed)", load: () => import("./commands/openapi.js") },
 };

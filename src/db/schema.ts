@@ -280,3 +280,4 @@ export * from "./lots-schema.js";
 export * from "./prices-schema.js";
 export * from "./webhooks-schema.js";
 export * from "./payments-schema.js";
+export * from "./plans-schema.js";

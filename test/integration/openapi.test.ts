@@ -46,6 +46,10 @@ const PATHS = [
   "/v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
   "/v1/accounts/{id}/auto-topup",
   "/webhooks/stripe",
+  "/v1/plans",
+  "/v1/plans/{id}",
+  "/v1/accounts/{id}/subscription",
+  "/v1/renewals/run",
 ];
 /** Served, but not part of the API the document describes: the document itself, its viewer, the metrics. */
 const NOT_API_PATHS = new Set(["/openapi.json", "/docs", "/docs/scalar.js", "/metrics"]);
@@ -118,6 +122,8 @@ describe("GET /openapi.json", () => {
         "get /v1/webhook-endpoints/{id}/deliveries", "post /v1/webhook-endpoints/{id}/deliveries/{delivery_id}/retry",
         "put /v1/accounts/{id}/auto-topup", "get /v1/accounts/{id}/auto-topup", "delete /v1/accounts/{id}/auto-topup",
         "post /webhooks/stripe",
+        "post /v1/plans", "get /v1/plans", "get /v1/plans/{id}", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription",
+        "get /v1/accounts/{id}/subscription", "delete /v1/accounts/{id}/subscription", "post /v1/renewals/run",
       ]),
     );
   });
@@ -136,7 +142,7 @@ describe("GET /openapi.json", () => {
 
   it("declares the bearer scheme, which every /v1 operation requires and the probes do not", () => {
     expect(doc.components.securitySchemes.bearer).toMatchObject({ type: "http", scheme: "bearer" });
-    expect(v1().length).toBe(46);
+    expect(v1().length).toBe(54);
     for (const { path, method, operation } of v1()) {
       expect(operation.security, `${method} ${path}`).toEqual([{ bearer: [] }]);
     }
@@ -209,6 +215,7 @@ describe("GET /openapi.json", () => {
         "post /v1/holds", "post /v1/holds/{id}/capture", "post /v1/keys", "post /v1/me", "post /v1/prices/estimate",
         "post /v1/transfers", "post /v1/usage", "post /v1/usage/batch", "post /v1/webhook-endpoints",
         "put /v1/accounts/{id}/auto-topup", "put /v1/prices/{meter}",
+        "post /v1/plans", "patch /v1/plans/{id}", "put /v1/accounts/{id}/subscription", "post /v1/renewals/run",
       ].sort(),
     );
     const missing: string[] = [];

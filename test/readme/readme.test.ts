@@ -34,7 +34,9 @@ const variables: Record<string, string> = {};
 beforeAll(async () => {
   const database = await freshDatabase(inject("databaseUrl"));
   dropDatabase = database.drop;
-  tally = await startTally({ DATABASE_URL: database.url, TALLY_ADMIN_KEY: ADMIN_KEY, STRIPE_WEBHOOK_SECRET });
+  // The renewal scheduler is off so that the plans section can show a renewal due, previewed, then run by hand;
+  // otherwise a scheduler tick could grant it between two examples.
+  tally = await startTally({ DATABASE_URL: database.url, TALLY_ADMIN_KEY: ADMIN_KEY, STRIPE_WEBHOOK_SECRET, RENEWAL_INTERVAL_MS: "0" });
   scratch = await mkdtemp(path.join(tmpdir(), "tally-readme-"));
 });
 

@@ -699,6 +699,78 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/plans": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Every plan, archived ones included, by id */
+        get: operations["listPlans"];
+        put?: never;
+        /** Create a plan: credits granted every period */
+        post: operations["createPlan"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/plans/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** One plan */
+        get: operations["getPlan"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change or archive a plan; it applies from each subscription's next renewal, past grants never change */
+        patch: operations["updatePlan"];
+        trace?: never;
+    };
+    "/v1/renewals/run": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Renew due subscriptions now, or with dry_run list what would be granted */
+        post: operations["runRenewals"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/accounts/{id}/subscription": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The account's subscription: plan, current period, next renewal, and why it is or is not eligible now */
+        get: operations["getSubscription"];
+        /** Subscribe the account to a plan, or change its plan from the next renewal on */
+        put: operations["putSubscription"];
+        post?: never;
+        /** Cancel: no further renewals; the current period's lot keeps its expiry */
+        delete: operations["cancelSubscription"];
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export type webhooks = Record<string, never>;
 export interface components {
@@ -715,7 +787,7 @@ export interface components {
             status: number;
             detail: string;
             /** @enum {string} */
-            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications" | "price_not_found" | "zero_cost_usage" | "webhook_endpoint_not_found" | "webhook_delivery_not_found" | "too_many_webhook_endpoints" | "invalid_signature";
+            code: "validation_failed" | "invalid_json" | "invalid_cursor" | "unauthorized" | "forbidden" | "account_not_found" | "not_found" | "idempotency_key_reused" | "insufficient_balance" | "payload_too_large" | "unsupported_media_type" | "internal_error" | "service_unavailable" | "stream_limit_reached" | "request_timeout" | "exceeds_original" | "entry_not_refundable" | "nothing_to_adjust" | "hold_not_found" | "hold_not_active" | "too_many_active_holds" | "database_timeout" | "database_conflict" | "too_many_failed_authentications" | "price_not_found" | "zero_cost_usage" | "webhook_endpoint_not_found" | "webhook_delivery_not_found" | "too_many_webhook_endpoints" | "invalid_signature" | "plan_not_found" | "plan_exists" | "plan_archived" | "subscription_not_found";
             request_id?: string;
             /** @description For validation_failed: each refused field, e.g. `entries[3].amount`. */
             errors?: {
@@ -1693,6 +1765,234 @@ export interface components {
              * @description The purchase or reversal, when there is one.
              */
             entry_id?: string;
+        };
+        Plan: {
+            id: string;
+            name: string;
+            credits: string;
+            period: ("day" | "week" | "month") | number;
+            /** @description `none` or the maximum carried into the next period. */
+            rollover: string;
+            priority: number;
+            metadata: {
+                [key: string]: unknown;
+            };
+            archived: boolean;
+            /** Format: date-time */
+            archived_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /**
+         * @example {
+         *       "id": "professional",
+         *       "name": "Professional",
+         *       "credits": "2000",
+         *       "period": 30,
+         *       "rollover": "500"
+         *     }
+         */
+        PlanRequest: {
+            /**
+             * @description Same characters as an account id.
+             * @example professional
+             */
+            id: string;
+            name: string;
+            /**
+             * @description Credits granted each period.
+             * @example 2000
+             */
+            credits: string;
+            /**
+             * @description `day`, `week`, `month` (calendar months from the anchor, the 31st clamped to the month's last day), or a number of days, 1-366.
+             * @example month
+             */
+            period: ("day" | "week" | "month") | number;
+            /**
+             * @description `none`, or the most unconsumed plan credit carried into the next period (at most `credits`).
+             * @default none
+             * @example 500
+             */
+            rollover?: "none" | string;
+            /**
+             * @description Priority of the lots the plan grants, 0-100; default 10, so plan credit burns before purchases (50).
+             * @default 10
+             * @example 10
+             */
+            priority?: number;
+            /**
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+        };
+        PlanPage: {
+            plans: components["schemas"]["Plan"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @example {
+         *       "credits": "2500"
+         *     }
+         */
+        PlanUpdate: {
+            name?: string;
+            /**
+             * @description Decimal string, greater than 0 and at most 1e15, with up to 9 fractional digits.
+             * @example 0.000000405
+             */
+            credits?: string;
+            /**
+             * @description `day`, `week`, `month` (calendar months from the anchor, the 31st clamped to the month's last day), or a number of days, 1-366.
+             * @example month
+             */
+            period?: ("day" | "week" | "month") | number;
+            /**
+             * @description `none`, or the most unconsumed plan credit carried into the next period (at most `credits`).
+             * @example 500
+             */
+            rollover?: "none" | string;
+            /**
+             * @description Priority of the lots the plan grants, 0-100; default 10, so plan credit burns before purchases (50).
+             * @example 10
+             */
+            priority?: number;
+            /**
+             * @description Free-form JSON object, stored exactly as sent (every key, `__proto__` included): at most 64 keys of at most 128 characters, at most 4096 bytes of JSON, nested at most 16 levels (the object itself is the first), no U+0000 or unpaired surrogates in any key or string. As everywhere in a body, a key twice in one object or a whole number beyond ±(2^53 − 1) is refused.
+             * @example {
+             *       "model": "gpt-x",
+             *       "tokens": 812
+             *     }
+             */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /** @description An archived plan takes no new subscriptions; existing ones renew. */
+            archived?: boolean;
+        };
+        RenewalRunResult: {
+            dry_run: boolean;
+            /** @description Due subscriptions taken. */
+            processed: number;
+            /** @description Grants written (in a dry run: that would be written). */
+            granted: number;
+            /** @description Due but nothing to grant (for example granted by another process first). */
+            skipped: number;
+            failed: number;
+            /** @description The first 100 failures; the run continued past them. */
+            errors: {
+                account_id: string;
+                code: string;
+                detail: string;
+            }[];
+            renewals: components["schemas"]["Renewal"][];
+        };
+        Renewal: {
+            account_id: string;
+            plan_id: string;
+            /** Format: date-time */
+            period_start: string;
+            /**
+             * Format: date-time
+             * @description When the grant expires: the next period's start.
+             */
+            period_end: string;
+            credits: string;
+            /** @description Unconsumed credit of the previous period carried into this grant. */
+            rollover: string;
+            /** @description credits + rollover: the grant entry's amount. */
+            amount: string;
+            priority: number;
+            /**
+             * Format: uuid
+             * @description The grant entry; null in a dry run.
+             */
+            entry_id: string | null;
+        };
+        /**
+         * @example {
+         *       "plan_id": "professional",
+         *       "dry_run": true
+         *     }
+         */
+        RenewalRunRequest: {
+            /**
+             * @description Only subscriptions to this plan.
+             * @example professional
+             */
+            plan_id?: string;
+            /** @description Only these accounts. */
+            account_ids?: string[];
+            /**
+             * @description Due subscriptions taken, earliest due first; default 100.
+             * @default 100
+             */
+            limit?: number;
+            /** @description List what would be granted now and write nothing. */
+            dry_run: boolean;
+        };
+        Subscription: {
+            account_id: string;
+            /** @description The plan the next renewal grants. */
+            plan_id: string;
+            /** @enum {string} */
+            status: "active" | "canceled";
+            /** Format: date-time */
+            anchor: string;
+            /** @description The period containing now (null when canceled or not started). */
+            current_period: {
+                /** Format: date-time */
+                start: string;
+                /** Format: date-time */
+                end: string;
+            } | null;
+            /** Format: date-time */
+            next_renewal_at: string | null;
+            eligibility: {
+                /** @description Whether a renewal now would grant. */
+                eligible: boolean;
+                /** @enum {string} */
+                reason: "due" | "already_granted" | "overlaps_granted_period" | "not_started" | "canceled";
+                detail: string;
+            };
+            last_grant: {
+                /** Format: uuid */
+                entry_id: string;
+                plan_id: string;
+                /** Format: date-time */
+                period_start: string;
+                /** Format: date-time */
+                period_end: string;
+            } | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            canceled_at: string | null;
+        };
+        /**
+         * @example {
+         *       "plan_id": "professional"
+         *     }
+         */
+        SubscriptionRequest: {
+            /**
+             * @description Same characters as an account id.
+             * @example professional
+             */
+            plan_id: string;
+            /**
+             * @description Where the calendar starts (RFC 3339); default now, or the previous anchor when re-subscribing. In the past: the current period is the one containing now, granted at once. Cannot move on an active subscription.
+             * @example 2027-01-31T00:00:00Z
+             */
+            anchor?: string;
         };
     };
     responses: never;
@@ -7429,6 +7729,983 @@ export interface operations {
             };
             /** @description `payload_too_large`: The request body is too large */
             413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listPlans: {
+        parameters: {
+            query?: {
+                limit?: number;
+                cursor?: string;
+            };
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of plans */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["PlanPage"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_cursor`: The cursor is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createPlan: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlanRequest"];
+            };
+        };
+        responses: {
+            /** @description Created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plan"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `plan_exists`: A plan with this id already exists */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getPlan: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description Same characters as an account id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The plan */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plan"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `plan_not_found`: The plan does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updatePlan: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                /** @description Same characters as an account id. */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["PlanUpdate"];
+            };
+        };
+        responses: {
+            /** @description The plan as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Plan"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `plan_not_found`: The plan does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    runRenewals: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["RenewalRunRequest"];
+            };
+        };
+        responses: {
+            /** @description What was (or would be) granted */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["RenewalRunResult"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `plan_not_found`: The plan does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getSubscription: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The subscription */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `subscription_not_found`: The account has no subscription */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    putSubscription: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": components["schemas"]["SubscriptionRequest"];
+            };
+        };
+        responses: {
+            /** @description The plan changed; it applies from the next renewal */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description Subscribed (or re-subscribed) */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid; `invalid_json`: The request body is not valid JSON */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `account_not_found`: The account does not exist; `plan_not_found`: The plan does not exist */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `plan_archived`: The plan is archived and takes no new subscriptions */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `payload_too_large`: The request body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unsupported_media_type`: The request body must be application/json */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `internal_error`: Internal error */
+            500: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `service_unavailable`: The service cannot reach its database; `database_timeout`: A database statement or transaction ran past its time limit; retry later; `database_conflict`: The database aborted the transaction to resolve a conflict (such as a deadlock); retry */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `request_timeout`: The request took too long */
+            504: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    cancelSubscription: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Your id for the request, echoed in the response and logged; up to 255 characters of `A-Z a-z 0-9 _ - =`. */
+                "X-Request-Id"?: string;
+                /** @description W3C Trace Context; its trace id is logged with the request line. A malformed value is ignored. */
+                traceparent?: string;
+            };
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The canceled subscription */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Subscription"];
+                };
+            };
+            /** @description `validation_failed`: The request is not valid */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `unauthorized`: Credentials are missing or not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `forbidden`: The credentials do not allow this request */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `subscription_not_found`: The account has no subscription */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description `too_many_failed_authentications`: Too many failed authentications from this address; retry later */
+            429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

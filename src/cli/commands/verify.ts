@@ -2,6 +2,7 @@ import { parseConfig } from "../../config.js";
 import { openDatabase } from "../../db/open.js";
 import { CHECKPOINT_BALANCE, CHECKPOINT_JOINS } from "../../ledger/balances/balance-sql.js";
 import { canonicalNumeric } from "../../ledger/core/amount.js";
+import { progressBar } from "./progress.js";
 import { wantsHelp } from "./usage.js";
 
 const USAGE = `usage: tally verify
@@ -23,11 +24,7 @@ FROM (
 ) AS balances
 ORDER BY account_id`;
 
-function bar(done: number, total: number): string {
-  const width = 30;
-  const filled = total === 0 ? width : Math.round((done / total) * width);
-  return `[${"#".repeat(filled)}${"-".repeat(width - filled)}] ${done}/${total} accounts`;
-}
+const bar = (done: number, total: number) => progressBar(done, total, "accounts");
 
 export async function run(args: string[]): Promise<void> {
   wantsHelp(args, USAGE);

@@ -1,3 +1,4 @@
+import type { Queryable } from "../../db/port.js";
 import { TallyError } from "../../errors.js";
 import type { LedgerContext } from "../core/context.js";
 import { ENTRY_COLUMNS, deltaOf, requestHash, toEntry, type EntryRequest, type EntryRow } from "../core/entry.js";
@@ -30,15 +31,12 @@ WITH inserted AS (
 )
 SELECT * FROM inserted`;
 
-export async function postLotCredit(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
-  if (request.expires_at && Date.parse(request.expires_at) <= context.clock.now().getTime()) {
-    throw new TallyError("validation_failed", "expires_at must be in the future", {
-      errors: [{ field: "expires_at", message: "must be in the future" }],
-    });
-  }
-  await ensureAccountsExist(context, [request.account_id]);
-  const hash = requestHash(request);
-  const [inserted] = await context.database.query<EntryRow>(INSERT_LOT_CREDIT_SQL, [
+/**
+ * The insert alone (entry and lot row, one statement), on any connection: renewals (src/ledger/plans/) write their
+ * grant inside the transaction that also records the period as granted. Undefined when the key was already used.
+ */
+export async function insertLotCredit(database: Queryable, request: EntryRequest, hash: string): Promise<EntryRow | undefined> {
+  const [inserted] = await database.query<EntryRow>(INSERT_LOT_CREDIT_SQL, [
     uuidv7(),
     request.account_id,
     request.type,
@@ -51,6 +49,18 @@ export async function postLotCredit(context: LedgerContext, request: EntryReques
     request.priority ?? null,
     request.expires_at ?? null,
   ]);
+  return inserted;
+}
+
+export async function postLotCredit(context: LedgerContext, request: EntryRequest): Promise<PostResult> {
+  if (request.expires_at && Date.parse(request.expires_at) <= context.clock.now().getTime()) {
+    throw new TallyError("validation_failed", "expires_at must be in the future", {
+      errors: [{ field: "expires_at", message: "must be in the future" }],
+    });
+  }
+  await ensureAccountsExist(context, [request.account_id]);
+  const hash = requestHash(request);
+  const inserted = await insertLotCredit(context.database, request, hash);
   let result: PostResult;
   if (inserted) {
     await maybeRefreshAfterWrite(context, new Map([[request.account_id, 1]]));
