@@ -335,7 +335,11 @@ describe("console in a browser", () => {
     await expect.poll(() => status.innerText(), { timeout: 15_000 }).toBe("restored");
     expect(await page.evaluate(() => (globalThis as any).notReloaded)).toBe(true);
     expect(requests.filter((path) => path === "/console/accounts")).toHaveLength(1);
-    expect(requests.filter((path) => path.startsWith("/console/events"))).toEqual(["/console/events/stream"]);
+    // One stream, no polling. An EventSource reconnects by itself (after `retry`, 1 s) when a connection drops, which
+    // a loaded CI machine did once; a page that polled would show a request per interval.
+    const streamRequests = requests.filter((path) => path.startsWith("/console/events"));
+    expect(new Set(streamRequests)).toEqual(new Set(["/console/events/stream"]));
+    expect(streamRequests.length).toBeLessThanOrEqual(2);
     await context.close();
   });
 
