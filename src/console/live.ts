@@ -1,7 +1,8 @@
 import type { Context } from "hono";
 import { streamSSE } from "hono/streaming";
 import type { LedgerContext } from "../ledger/core/context.js";
-import { EVENTS_PAGE_MAX, latestEventId, listEventsAfter } from "../ledger/events/events.js";
+import { latestEventId } from "../ledger/events/events.js";
+import { followEvents } from "../http/follow-events.js";
 
 /**
  * The accounts page's live marking: a Server-Sent Events stream of the ledger's events for a console session,
@@ -44,35 +45,13 @@ export function consoleEventStream(ledger: LedgerContext, limits = CONSOLE_STREA
     }
     return streamSSE(c, async (stream) => {
       await stream.write(`retry: ${limits.retry_ms}\nid: ${cursor}\n\n`);
-      let wake: (() => void) | undefined;
-      const unsubscribe = ledger.events.hub.subscribe(() => wake?.());
-      stream.onAbort(() => wake?.());
-      const deadline = Date.now() + limits.stream_max_ms;
-      let lastWrite = Date.now();
       try {
-        while (!stream.aborted && !stream.closed && !ledger.events.hub.closed && Date.now() < deadline) {
-          const events = await listEventsAfter(ledger.database, cursor, EVENTS_PAGE_MAX);
-          for (const event of events) {
-            await stream.writeSSE({ id: event.id, event: event.type, data: JSON.stringify({ type: event.type, account_id: event.account_id }) });
-            cursor = event.id;
-            lastWrite = Date.now();
-          }
-          if (events.length === EVENTS_PAGE_MAX) continue;
-          if (Date.now() - lastWrite >= limits.heartbeat_ms) {
-            await stream.write(": heartbeat\n\n");
-            lastWrite = Date.now();
-          }
-          await new Promise<void>((resolve) => {
-            const timer = setTimeout(resolve, Math.min(limits.poll_ms, limits.heartbeat_ms, Math.max(0, deadline - Date.now())));
-            wake = () => {
-              clearTimeout(timer);
-              resolve();
-            };
-          });
-          wake = undefined;
-        }
+        await followEvents(stream, ledger, {
+          cursor,
+          limits,
+          data: (event) => JSON.stringify({ type: event.type, account_id: event.account_id }),
+        });
       } finally {
-        unsubscribe();
         open--;
       }
     });

@@ -1,8 +1,8 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import type { LedgerContext } from "../../ledger/core/context.js";
-import type { BalanceEvent } from "../../ledger/events/crossings.js";
-import { EVENTS_PAGE_MAX, latestEventId, listEventsAfter } from "../../ledger/events/events.js";
+import { latestEventId } from "../../ledger/events/events.js";
+import { followEvents } from "../follow-events.js";
 import { TallyError } from "../../errors.js";
 import { requireServiceScope } from "../auth.js";
 import { errorResponses } from "../problem.js";
@@ -96,35 +96,9 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
       return streamSSE(c, async (stream) => {
         // An id-only message: the client learns where it starts (its Last-Event-ID) before any event arrives.
         await stream.write(`id: ${cursor}\n\n`);
-        let wake: (() => void) | undefined;
-        const unsubscribe = ledger.events.hub.subscribe(() => wake?.());
-        stream.onAbort(() => wake?.());
-        const deadline = Date.now() + limits.stream_max_ms;
-        let lastWrite = Date.now();
         try {
-          while (!stream.aborted && !stream.closed && !ledger.events.hub.closed && Date.now() < deadline) {
-            const events: BalanceEvent[] = await listEventsAfter(ledger.database, cursor, EVENTS_PAGE_MAX);
-            for (const event of events) {
-              await stream.writeSSE({ id: event.id, event: event.type, data: JSON.stringify(event) });
-              cursor = event.id;
-              lastWrite = Date.now();
-            }
-            if (events.length === EVENTS_PAGE_MAX) continue;
-            if (Date.now() - lastWrite >= limits.heartbeat_ms) {
-              await stream.write(": heartbeat\n\n");
-              lastWrite = Date.now();
-            }
-            await new Promise<void>((resolve) => {
-              const timer = setTimeout(resolve, Math.min(limits.poll_ms, limits.heartbeat_ms));
-              wake = () => {
-                clearTimeout(timer);
-                resolve();
-              };
-            });
-            wake = undefined;
-          }
+          await followEvents(stream, ledger, { cursor, limits, data: (event) => JSON.stringify(event) });
         } finally {
-          unsubscribe();
           open--;
         }
       });
