@@ -1,8 +1,11 @@
+import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { canonicalNumeric } from "../../src/ledger/core/amount.js";
 import { listEventsAfter } from "../../src/ledger/events/events.js";
 import { auditLots } from "../../src/ledger/lots/audit.js";
+import { loadFoldState, loadUnfolded } from "../../src/ledger/lots/lot-store.js";
 import { postLotCredit } from "../../src/ledger/lots/lot-credits.js";
+import { FOLD_CHUNK_ROWS, foldLots } from "../../src/ledger/lots/settle.js";
 import { sweepExpiredLots } from "../../src/ledger/lots/sweep.js";
 import { createHarness, TestClock, uniqueId } from "../support/harness.js";
 
@@ -438,4 +441,71 @@ describe("concurrency", () => {
     const held = open.reduce((sum, lot) => sum + Number(lot.remaining) * 1e9, 0);
     expect(Math.round(held)).toBe(Math.round(Number(total) * 1e9));
   }, 120_000);
+});
+
+describe("reads after a fold", () => {
+  /** Every plan node that reads `entries`, with what it returned and what it read and threw away. */
+  function entriesNodes(plan: Record<string, unknown>): { returned: number; discarded: number }[] {
+    const own =
+      plan["Relation Name"] === "entries"
+        ? [{ returned: Number(plan["Actual Rows"]), discarded: Number(plan["Rows Removed by Filter"] ?? 0) + Number(plan["Rows Removed by Index Recheck"] ?? 0) }]
+        : [];
+    return [...own, ...((plan.Plans as Record<string, unknown>[] | undefined) ?? []).flatMap(entriesNodes)];
+  }
+
+  it("start at the fold's position inside a large transaction, as an index condition even in a generic plan", async () => {
+    const account = await harness.createAccount();
+    await credit(account, "100");
+    // One transaction of 3,000 usage rows, as a large batch is: every row shares its xid.
+    await harness.database.query(
+      `INSERT INTO entries (id, account_id, type, amount, delta, idempotency_key, request_hash)
+       SELECT gen_random_uuid(), $1, 'usage', 0.01, -0.01, 'large-' || g, md5(g::text) || md5((-g)::text)
+       FROM generate_series(1, 3000) AS g`,
+      [account],
+    );
+    const deadline = Date.now() + 20_000;
+    while (FOLD_CHUNK_ROWS * 2 > (await foldLots(harness.ledger, account)) && Date.now() < deadline) {
+      const state = await loadFoldState(harness.database, account);
+      const [last] = await harness.database.query<{ seq: string }>("SELECT max(seq)::text AS seq FROM entries WHERE account_id = $1", [account]);
+      if (state.position_seq === last!.seq) break;
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+    const state = await loadFoldState(harness.database, account);
+    const [last] = await harness.database.query<{ seq: string }>("SELECT max(seq)::text AS seq FROM entries WHERE account_id = $1", [account]);
+    expect(state.position_seq).toBe(last!.seq);
+
+    // The statement a lot view runs, with its parameters, planned generically as a prepared statement is after a few
+    // executions: the 3,000 rows of the position's transaction must not be read to find that none is after it.
+    let captured: { text: string; parameters: readonly unknown[] } | undefined;
+    const capturing = {
+      query: async <Row extends object>(text: string, parameters: readonly unknown[] = []) => {
+        captured = { text, parameters };
+        return harness.database.query<Row>(text, parameters);
+      },
+    };
+    const { entries } = await loadUnfolded(capturing, account, state, { below_horizon: false, limit: 5001 });
+    expect(entries).toEqual([]);
+    // PREPARE goes over the simple protocol (a raw connection): over the extended one, its $n would be taken for
+    // parameters of the PREPARE statement itself.
+    const raw = postgres(harness.databaseUrl, { max: 1, onnotice: () => {} });
+    const plan = await raw
+      .begin(async (transaction) => {
+        await transaction.unsafe("SET LOCAL plan_cache_mode = force_generic_plan").simple();
+        await transaction.unsafe(`PREPARE unfolded_read AS ${captured!.text}`).simple();
+        const [prepared] = await transaction.unsafe<{ types: string[] }[]>(
+          "SELECT parameter_types::text[] AS types FROM pg_prepared_statements WHERE name = 'unfolded_read'",
+        );
+        // EXECUTE's arguments as literals: a parameter of an EXPLAIN statement has no type to infer.
+        const literal = (value: unknown) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
+        const values = captured!.parameters.map((value, index) => `${literal(value)}::${prepared!.types[index]}`).join(", ");
+        const [row] = await transaction.unsafe<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>(
+          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unfolded_read(${values})`,
+        );
+        return row!["QUERY PLAN"][0].Plan;
+      })
+      .finally(() => raw.end());
+    const nodes = entriesNodes(plan);
+    expect(nodes.length).toBeGreaterThan(0);
+    for (const node of nodes) expect(node.returned + node.discarded).toBeLessThan(10);
+  });
 });

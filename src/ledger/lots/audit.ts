@@ -175,9 +175,9 @@ async function recompute(transaction: Queryable, account_id: string): Promise<Lo
     const rows: EntryRowText[] = await transaction.query<EntryRowText>(
       `SELECT id::text AS id, seq::text AS seq, xid::text AS xid, type, delta::text AS delta, priority, expires_at, created_at
        FROM entries
-       WHERE account_id = $1 AND ($2::xid8 IS NULL OR (xid, seq) > ($2::xid8, $3::bigint))
+       WHERE account_id = $1 AND (xid, seq) > ($2::xid8, $3::bigint)
        ORDER BY xid, seq LIMIT $4`,
-      [account_id, after?.xid ?? null, after?.seq ?? null, AUDIT_PAGE_ROWS],
+      [account_id, after?.xid ?? "0", after?.seq ?? "0", AUDIT_PAGE_ROWS],
     );
     for (const row of rows) {
       const entry = toAllocationEntry(row);

@@ -38,7 +38,7 @@ LEFT JOIN LATERAL (
       AND entry.account_id = requested.account_id
       AND entry.xid >= GREATEST(COALESCE(lot_fold.position_xid, '0'::xid8), COALESCE(pg_snapshot_xmin(lot_fold.cut_snapshot), '0'::xid8))
       AND (lot_fold.cut_snapshot IS NULL OR NOT pg_visible_in_snapshot(entry.xid, lot_fold.cut_snapshot))
-      AND (lot_fold.position_xid IS NULL OR (entry.xid, entry.seq) > (lot_fold.position_xid, lot_fold.position_seq))
+      AND (entry.xid, entry.seq) > (COALESCE(lot_fold.position_xid, '0'::xid8), COALESCE(lot_fold.position_seq, 0))
     ORDER BY entry.xid, entry.seq
     LIMIT ${PAGE_UNFOLDED_ENTRIES_MAX + 1}
   ) AS entry

@@ -51,16 +51,24 @@ const CursorSchema = z.object({
   entry_seq: z.string().regex(/^[0-9]{1,19}$/),
 });
 
-const LIST_SQL = `
+/**
+ * One statement per status filter, and a cursor that is always present ((-1, -infinity, 0) before every lot when
+ * there is none): with `$2 = 'all' OR status = $2` or `$3 IS NULL OR …`, a generic plan of the prepared statement
+ * can use neither as an index condition and reads every lot of the account (measured: 24 ms at 11,000 lots, against
+ * 1.7 ms for the index range).
+ */
+function listSql(status: LotListStatus): string {
+  return `
 SELECT account_id, entry_id::text AS entry_id, entry_seq::text AS entry_seq, type, priority, expires_at,
        amount::text AS amount, remaining::text AS remaining, status, expiration_entry_id::text AS expiration_entry_id,
        expired_amount::text AS expired_amount, created_at, closed_at, folded
 FROM credit_lots
-WHERE account_id = $1 AND ($2::text = 'all' OR status = $2::text)
-  AND ($3::smallint IS NULL OR (priority, expires_sort, entry_seq) > ($3::smallint, $4::timestamptz, $5::bigint))
+WHERE account_id = $1 ${status === "all" ? "AND $2::text = 'all'" : "AND status = $2::text"}
+  AND (priority, expires_sort, entry_seq) > ($3::smallint, $4::timestamptz, $5::bigint)
   AND entry_id <> ALL($7::uuid[])
 ORDER BY priority, expires_sort, entry_seq
 LIMIT $6`;
+}
 
 /**
  * One page of an account's lots in consumption order, filtered by status. The account's due lots expire first;
@@ -81,12 +89,12 @@ export async function listLots(
   }
   await settleDueLots(context, [request.account_id]);
   const merged = await withLotView(context, request.account_id, async (view) => {
-    const rows = await view.transaction.query<LotRow>(LIST_SQL, [
+    const rows = await view.transaction.query<LotRow>(listSql(request.status), [
       request.account_id,
       request.status,
-      position?.priority ?? null,
-      position?.expires_sort ?? null,
-      position?.entry_seq ?? null,
+      position?.priority ?? -1,
+      position?.expires_sort ?? "-infinity",
+      position?.entry_seq ?? "0",
       request.limit + 1,
       view.memory_ids,
     ]);

@@ -41,7 +41,7 @@ export async function saveFoldState(database: Queryable, account_id: string, sta
 
 /**
  * The entries the fold has not applied yet: not visible in the last cut and after the position. The lower bound on
- * xid is what lets the (account_id, xid) index read only them. With `below_horizon`, only entries of finished
+ * xid and the position are what let the (account_id, xid, seq) index read only them. With `below_horizon`, only entries of finished
  * transactions (xid below the statement snapshot's xmin), which can never be joined by an earlier one; without it,
  * every entry the statement's snapshot sees, which is what a cut applies. Either way the statement also returns its
  * own snapshot: for a cut, it is the cut.
@@ -57,7 +57,7 @@ LEFT JOIN LATERAL (
   WHERE entry.account_id = $1
     AND entry.xid >= $2::xid8
     AND ($3::pg_snapshot IS NULL OR NOT pg_visible_in_snapshot(entry.xid, $3::pg_snapshot))
-    AND ($4::xid8 IS NULL OR (entry.xid, entry.seq) > ($4::xid8, $5::bigint))
+    AND (entry.xid, entry.seq) > ($4::xid8, $5::bigint)
     AND (NOT $6::boolean OR entry.xid < pg_snapshot_xmin(snapshot.value))
   ORDER BY entry.xid, entry.seq
   LIMIT $7
@@ -79,8 +79,10 @@ export async function loadUnfolded(
     account_id,
     lower.toString(),
     state.cut_snapshot,
-    state.position_xid,
-    state.position_seq,
+    // No position yet is (0, 0), before every row: the comparison stays one index condition in a generic plan, where
+    // an `IS NULL OR` would leave it a filter over every row of the position's transaction.
+    state.position_xid ?? "0",
+    state.position_seq ?? "0",
     options.below_horizon,
     options.limit,
   ]);
@@ -140,14 +142,15 @@ export function tableSource(database: Queryable, account_id: string): LotSource 
       const rows = await database.query<LotRow>(
         `SELECT ${LOT_COLUMNS} FROM credit_lots
          WHERE account_id = $1 AND status = 'open' AND folded
-           AND ($2::smallint IS NULL OR (priority, expires_sort, entry_seq) > ($2::smallint, $3::timestamptz, $4::bigint))
+           AND (priority, expires_sort, entry_seq) > ($2::smallint, $3::timestamptz, $4::bigint)
          ORDER BY priority, expires_sort, entry_seq
          LIMIT $5`,
+        // From the start, (-1, -infinity, 0) precedes every lot (priority is 0–100): an index condition either way.
         [
           account_id,
-          after?.priority ?? null,
-          after ? expiresSort(after.expires_at) : null,
-          after?.entry_seq.toString() ?? null,
+          after?.priority ?? -1,
+          after ? expiresSort(after.expires_at) : "-infinity",
+          after?.entry_seq.toString() ?? "0",
           limit,
         ],
       );
