@@ -204,14 +204,21 @@ export async function startTally(options: TallyOptions): Promise<TallyProcess> {
   return tally;
 }
 
-/** The no-database HTTP ceiling (ceiling-server.ts) as a child process, stopped with the scenario's tally children. */
-export async function startCeiling(): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
-  const child = spawn(process.execPath, ["--import", "tsx", path.join("bench", "lib", "ceiling-server.ts")], {
+/**
+ * A ceiling server as a child process, stopped with the scenario's tally children: by default the no-database HTTP
+ * ceiling (ceiling-server.ts); `ledger-ceiling-server.ts` with its database URL is tally's posting path behind bare
+ * node:http.
+ */
+export async function startCeiling(
+  script = "ceiling-server.ts",
+  script_arguments: string[] = [],
+): Promise<{ port: number; pid: number; stop(): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", path.join("bench", "lib", script), ...script_arguments], {
     cwd: REPOSITORY_ROOT,
     env: { PATH: process.env.PATH, HOME: process.env.HOME, NODE_ENV: "production" },
     stdio: ["ignore", "pipe", "inherit"],
   });
-  if (child.pid === undefined) throw new Error("could not spawn the ceiling server");
+  if (child.pid === undefined) throw new Error(`could not spawn ${script}`);
   runningChildren.add(child);
   const exited = new Promise<void>((resolve) => child.on("exit", () => resolve()));
   child.on("exit", () => runningChildren.delete(child));
@@ -221,7 +228,7 @@ export async function startCeiling(): Promise<{ port: number; pid: number; stop(
       text += chunk.toString("utf8");
       if (text.includes("\n")) resolve(Number(text.split("\n")[0]));
     });
-    child.on("exit", () => reject(new Error("the ceiling server exited before it listened")));
+    child.on("exit", () => reject(new Error(`${script} exited before it listened`)));
   });
   return {
     port,

@@ -6,7 +6,7 @@ import { figure, target, type Figure, type Target } from "../lib/report.js";
 import { FIXED_REQUEST_HASH, METADATA, queryable, runTag, usageAmount } from "../lib/rows.js";
 import { PRICED_METER, pricedQuantities, seedPrice } from "../lib/prices.js";
 import { pick, type Scenario, type ScenarioContext } from "../lib/scenario.js";
-import { startCeiling } from "../lib/tally.js";
+import { TALLY_POOL_MAX, startCeiling } from "../lib/tally.js";
 
 /**
  * `POST /v1/usage`, one row per request, at 1, 32 and 64 concurrent clients, spread over 10,000 accounts and (at 32
@@ -16,6 +16,8 @@ import { startCeiling } from "../lib/tally.js";
  *   row per statement;
  * - the HTTP ceiling: a no-database node:http server (ceiling-server.ts) answering the same request with an entry
  *   of the same shape: what HTTP alone costs here. tally's server CPU per row is reported beside the ceiling's;
+ * - the ledger ceiling: tally's own posting path (group commit included) behind bare node:http, with no framework,
+ *   validation or auth (ledger-ceiling-server.ts, same pool size): what tally's request path costs beyond its ledger;
  * - at 64 clients, spread: two tally processes on the same database, clients split between them;
  * - tally, priced: the same posts as `{ meter, quantities }` (tokens) instead of an amount, priced by tally from its
  *   price cache (src/ledger/prices/); reported as a ratio to the plain tally side (target ≥ 0.9×).
@@ -81,6 +83,7 @@ export const ingestSingle: Scenario = {
     const pricedBody = (key: string, distribution: "spread" | "one", sequence: number) =>
       JSON.stringify({ account_id: pickAccount(distribution, sequence), meter: PRICED_METER, quantities: pricedQuantities(sequence), idempotency_key: key, metadata: METADATA });
     const ceiling = await startCeiling();
+    const ledgerCeiling = await startCeiling("ledger-ceiling-server.ts", [context.database_url, String(TALLY_POOL_MAX)]);
     // A second tally process on the same database, for the two-process measurement (64 clients, spread).
     const second = await context.startTally({ label: "second" });
     await warmAccounts(second.port, context.key, accounts, hot, `${tag}-second`);
@@ -88,6 +91,7 @@ export const ingestSingle: Scenario = {
     for (const clients of concurrencies) {
       const http = new HttpClient(tally.port, context.key, clients);
       const ceilingHttp = new HttpClient(ceiling.port, context.key, clients);
+      const ledgerCeilingHttp = new HttpClient(ledgerCeiling.port, context.key, clients);
       const halves = [new HttpClient(tally.port, context.key, Math.ceil(clients / 2)), new HttpClient(second.port, context.key, Math.ceil(clients / 2))];
       const pool = connect(context.database_url, clients);
       const database = queryable(pool);
@@ -144,6 +148,15 @@ export const ingestSingle: Scenario = {
               return 1;
             },
           },
+          "ledger ceiling": {
+            workers: clients,
+            tally_pid: ledgerCeiling.pid,
+            sample_waits: context.sql,
+            operation: async (_worker, sequence) => {
+              await ledgerCeilingHttp.expect("POST", "/v1/usage", usageBody(`l-${tag}-${clients}-${distribution}-${sequence}`, distribution, sequence), [201]);
+              return 1;
+            },
+          },
           ...(twoProcesses
             ? {
                 "tally, 2 processes": {
@@ -169,6 +182,7 @@ export const ingestSingle: Scenario = {
         const priced = measured["tally, priced"]!;
         const raw = measured["raw insert"]!;
         const ceilingResult = measured["HTTP ceiling"]!;
+        const ledgerCeilingResult = measured["ledger ceiling"]!;
         const groups = await groupSizes(context, prefix);
         results[distribution] = { tally: viaTally, baseline: raw };
         const cpuPerRow = (result: Measured) => (result.cpu.tally_cores * 1e6) / result.rows_per_s;
@@ -176,6 +190,7 @@ export const ingestSingle: Scenario = {
           tally: viaTally,
           baseline: raw,
           ceiling: ceilingResult,
+          ledger_ceiling: ledgerCeilingResult,
           priced,
           group_sizes: groups,
           ...(twoProcesses ? { tally_two_processes: measured["tally, 2 processes"] } : {}),
@@ -187,6 +202,8 @@ export const ingestSingle: Scenario = {
           figure(`p99 latency, ${label}`, "ms", viaTally.latency_ms.p99, raw.latency_ms.p99, { better: "lower", headline: true }),
           figure(`rows/s, ${label}: tally vs the no-database HTTP ceiling`, "rows/s", viaTally.rows_per_s, ceilingResult.rows_per_s, { better: "higher" }),
           figure(`server CPU per row, ${label}: tally vs the HTTP ceiling`, "µs", cpuPerRow(viaTally), cpuPerRow(ceilingResult), { better: "lower", headline: clients > 1 }),
+          figure(`rows/s, ${label}: tally vs the ledger ceiling (its posting path behind bare node:http)`, "rows/s", viaTally.rows_per_s, ledgerCeilingResult.rows_per_s, { better: "higher" }),
+          figure(`server CPU per row, ${label}: tally vs the ledger ceiling`, "µs", cpuPerRow(viaTally), cpuPerRow(ledgerCeilingResult), { better: "lower", headline: clients > 1 }),
           figure(`rows per flush (mean / p99), ${label}`, "rows", groups.mean, groups.p99, { compare: false }),
           figure(`rows/s, ${label}: priced (tokens) vs plain (amount)`, "rows/s", priced.rows_per_s, viaTally.rows_per_s, { better: "higher", headline: true }),
           figure(`p99 latency, ${label}: priced vs plain`, "ms", priced.latency_ms.p99, viaTally.latency_ms.p99, { better: "lower" }),
@@ -220,10 +237,12 @@ export const ingestSingle: Scenario = {
       }
       http.close();
       ceilingHttp.close();
+      ledgerCeilingHttp.close();
       for (const half of halves) half.close();
       await pool.end({ timeout: 5 });
     }
     await ceiling.stop();
+    await ledgerCeiling.stop();
     await second.stop();
 
     const memory = tally.memory();
