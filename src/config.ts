@@ -51,6 +51,7 @@ export const configSchema = z
       .regex(/^[a-z_][a-z0-9_]{0,62}$/, "must be a lower-case PostgreSQL identifier")
       .default("tally_balance_restored"),
     EVENT_RETENTION_DAYS: positiveInt(7, 3650),
+    HOLD_RETENTION_DAYS: positiveInt(30, 3650),
     // Signs cursors. Unset: a random key created once and kept in the database, shared by every process using it.
     TALLY_SIGNING_KEY: optionalString.pipe(z.string().min(32, "must be at least 32 characters").optional()),
     // Group commit of single posts (src/ledger/posting/group-commit.ts): posts waiting per process (beyond it, 503),

@@ -10,6 +10,7 @@ import { openDatabase } from "./db/open.js";
 import { trackForDrain, type Lifecycle } from "./http/drain.js";
 import { createLedgerContext } from "./ledger/core/context.js";
 import { startEventMaintenance } from "./ledger/events/event-maintenance.js";
+import { startHoldRetention } from "./ledger/holds/retention.js";
 import { configureGroupCommit } from "./ledger/posting/group-commit.js";
 import { startExpirySweep } from "./ledger/lots/sweep.js";
 import { startAutoTopupDetector } from "./ledger/auto-topup/detector.js";
@@ -68,6 +69,7 @@ async function main(): Promise<void> {
     wait_max_ms: config.POSTING_QUEUE_WAIT_MAX_MS,
   });
   const maintenance = await startEventMaintenance(ledger, { retention_days: config.EVENT_RETENTION_DAYS });
+  const holdRetention = startHoldRetention(ledger, { retention_days: config.HOLD_RETENTION_DAYS });
   const expirySweep =
     config.EXPIRY_SWEEP_INTERVAL_MS > 0 ? startExpirySweep(ledger, { interval_ms: config.EXPIRY_SWEEP_INTERVAL_MS }) : undefined;
   const renewals = config.RENEWAL_INTERVAL_MS > 0 ? startRenewalScheduler(ledger, { interval_ms: config.RENEWAL_INTERVAL_MS }) : undefined;
@@ -153,6 +155,7 @@ async function main(): Promise<void> {
     if (!drained) logger.warn({ timeout_ms: config.SHUTDOWN_TIMEOUT_MS }, "connections still open at the drain timeout were cut");
     try {
       await maintenance.stop();
+      await holdRetention.stop();
       await expirySweep?.stop();
       await renewalsStopped;
       await webhookWorker?.stop();

@@ -39,6 +39,9 @@ export const holds = pgTable(
       .where(sql`${table.status} = 'active'`),
     // Listings by status, newest first.
     index("holds_account_status_id").on(table.accountId, table.status, table.id),
+    // Retention (src/ledger/holds/retention.ts): a hold has ended when it was closed or, never closed, when it
+    // expired; the oldest ended holds are deleted first, in bounded batches, without scanning the table.
+    index("holds_ended_at").on(sql`COALESCE(${table.closedAt}, ${table.expiresAt})`),
     check("holds_status_known", sql`${table.status} IN ('active', 'captured', 'released')`),
     check("holds_amount_range", sql`${table.amount} > 0 AND ${table.amount} <= 1000000000000000`),
     check(

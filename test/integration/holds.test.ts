@@ -7,6 +7,7 @@ import { SignJWT } from "jose";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { formatNanos } from "../../src/ledger/core/amount.js";
+import { pruneHolds } from "../../src/ledger/holds/retention.js";
 import { createHarness, JWT_AUDIENCE, JWT_SECRET, uniqueId, type ApiResponse, type Harness } from "../support/harness.js";
 
 /** The ledger's clock: tests move it instead of sleeping. */
@@ -453,5 +454,43 @@ describe("bad input and access", () => {
     expect(second.body.next_cursor).toBeNull();
     expectStatus(await harness.get(`/v1/accounts/${account_id}/holds?status=pending`), 400);
     expectStatus(await harness.get(`/v1/accounts/${uniqueId("nobody")}/holds`), 404);
+  });
+});
+
+describe("retention", () => {
+  it("deletes holds ended before HOLD_RETENTION_DAYS, oldest first in bounded batches, and keeps the rest", async () => {
+    // Years before every other test's holds (other files share the database and prune nothing older than theirs).
+    const saved = clock.current;
+    clock.current = new Date("2019-01-01T00:00:00.000Z");
+    try {
+      const account_id = await fundedAccount("100");
+      const captured = await hold(account_id, "1");
+      expectStatus(await harness.post(`/v1/holds/${captured.body.id}/capture`, { amount: "1" }), 201);
+      const released = await hold(account_id, "1");
+      expectStatus(await harness.post(`/v1/holds/${released.body.id}/release`, {}), 200);
+      const expired = await hold(account_id, "1", { expires_in_s: 60 }); // never closed: ended when it expired
+      advance(40 * 86_400_000);
+      const recent = await hold(account_id, "1"); // ended recently: closed today
+      expectStatus(await harness.post(`/v1/holds/${recent.body.id}/release`, {}), 200);
+      const open = await hold(account_id, "1", { expires_in_s: 86_400 });
+      const ids = [captured, released, expired, recent, open].map((response) => response.body.id as string);
+
+      const ledger = { ...harness.ledger, clock: { now: () => clock.current } };
+      // A bound of one batch of two rows deletes the two oldest ended holds and stops.
+      const left = async () =>
+        (await harness.database.query<{ id: string }>("SELECT id::text AS id FROM holds WHERE account_id = $1", [account_id]))
+          .map((row) => row.id)
+          .sort();
+      expect(await pruneHolds(ledger, { retention_days: 30, batch_rows: 2, batches_max: 1 })).toBe(2);
+      expect(await left()).toEqual(ids.slice(2).sort());
+      expect(await pruneHolds(ledger, { retention_days: 30 })).toBe(1);
+      expect(await left()).toEqual(ids.slice(3).sort());
+      expectStatus(await harness.get(`/v1/holds/${ids[0]}`), 404);
+      expectStatus(await harness.get(`/v1/holds/${ids[4]}`), 200);
+      // The capture's usage entry is the ledger and stays.
+      expect(await usageRowsOf(ids[0]!)).toEqual([{ amount: "1.000000000", type: "usage" }]);
+    } finally {
+      clock.current = saved;
+    }
   });
 });
