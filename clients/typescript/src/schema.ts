@@ -303,7 +303,7 @@ export interface paths {
             cookie?: never;
         };
         /**
-         * Server-Sent Events stream of balance_restored and balance_depleted events
+         * Server-Sent Events stream of balance events (crossings, expiries, auto top-up requests)
          * @description Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=<id>`; without either, the stream starts with new events only. Use `?after=0` to replay everything still retained. Each event has `id`, `event` (its type) and `data` (JSON: id, type, account_id, balance, time). Heartbeat comments are sent every 15 s; a stream ends after an hour, and the client reconnects with Last-Event-ID.
          */
         get: operations["streamEvents"];

@@ -1,3 +1,4 @@
+import { BALANCE_EVENT_TYPES } from "../../db/schema.js";
 import { createRoute, z } from "@hono/zod-openapi";
 import { streamSSE } from "hono/streaming";
 import type { LedgerContext } from "../../ledger/core/context.js";
@@ -33,12 +34,16 @@ const EventIdSchema = z
   .regex(/^(0|[1-9][0-9]{0,18})$/, "must be an event id")
   .refine((value) => BigInt(value) <= EVENT_ID_MAX, "must be an event id");
 
+/** Every type the stream carries, from the one list the table's CHECK constraint is made from. */
+const EVENT_TYPES_TEXT = BALANCE_EVENT_TYPES.map((type) => `\`${type}\``).join(", ");
+
 const SseStreamSchema = z.string().openapi({
   // OpenAPI 3.1 cannot type the messages of a stream (3.2's itemSchema can), so the data is described in words.
   description:
     "text/event-stream messages. Each `data:` line is one JSON object: `id` (decimal string, increasing in commit " +
-    "order, with gaps), `type` (`balance_restored` or `balance_depleted`), `account_id`, `balance` (decimal string, " +
-    "the balance when the event was emitted) and `time` (ISO 8601).",
+    `order, with gaps), \`type\` (${EVENT_TYPES_TEXT}), \`account_id\`, \`balance\` (decimal string, ` +
+    "the balance when the event was emitted) and `time` (ISO 8601); `credits_expired` adds `lot_id` and `amount`, " +
+    "`auto_topup_requested` adds `request_id` and `amount` (what to charge).",
   example:
     'id: 1\n\nevent: balance_restored\ndata: {"id":"2","type":"balance_restored","account_id":"org_99","balance":"10","time":"2026-11-21T20:07:08.787Z"}\nid: 2\n\n',
 });
@@ -52,7 +57,7 @@ export function eventRoutes(deps: { ledger: LedgerContext; limits?: StreamLimits
       method: "get",
       path: "/v1/events",
       operationId: "streamEvents",
-      summary: "Server-Sent Events stream of balance_restored and balance_depleted events",
+      summary: "Server-Sent Events stream of balance events (crossings, expiries, auto top-up requests)",
       description:
         "Resume with the `Last-Event-ID` header (browsers send it on reconnect) or `?after=<id>`; without either, " +
         "the stream starts with new events only. Use `?after=0` to replay everything still retained. Each event has " +
