@@ -129,11 +129,13 @@ export async function listWebhookDeliveries(
   options: { limit: number; status?: WebhookDeliveryStatus; before_event_id?: string },
 ): Promise<{ deliveries: WebhookDelivery[]; next_before_event_id?: string }> {
   await requireEndpoint(context.database, endpoint_id);
+  // One statement per filter and a bound that is always there (no `$n IS NULL OR …`): a generic plan of the
+  // prepared statement keeps both as index conditions, so a deep page does not walk the endpoint from its newest.
   const rows = await context.database.query<DeliveryRow>(
     `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries
-     WHERE endpoint_id = $1::uuid AND ($2::text IS NULL OR status = $2) AND ($3::bigint IS NULL OR event_id < $3::bigint)
+     WHERE endpoint_id = $1::uuid AND ${options.status === undefined ? "$2::text IS NULL" : "status = $2::text"} AND event_id < $3::bigint
      ORDER BY event_id DESC LIMIT $4`,
-    [endpoint_id, options.status ?? null, options.before_event_id ?? null, options.limit + 1],
+    [endpoint_id, options.status ?? null, options.before_event_id ?? "9223372036854775807", options.limit + 1],
   );
   const page = rows.slice(0, options.limit);
   return {

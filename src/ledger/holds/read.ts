@@ -20,11 +20,18 @@ const STATUS_CONDITIONS: Record<HoldStatus | "any", string> = {
 function listSql(status: HoldStatus | "any"): string {
   return `
 SELECT ${HOLD_COLUMNS} FROM holds
-WHERE account_id = $1 AND ($2::uuid IS NULL OR id < $2::uuid) AND $3::timestamptz IS NOT NULL
+WHERE account_id = $1 AND id < $2::uuid AND $3::timestamptz IS NOT NULL
   AND ${STATUS_CONDITIONS[status]}
 ORDER BY id DESC
 LIMIT $4`;
 }
+
+/**
+ * The first page starts below the largest uuid rather than at `$2 IS NULL OR id < $2`: once PostgreSQL switches the
+ * prepared statement to a generic plan, an OR with IS NULL is no index condition, and every later page would walk
+ * the account's holds from the newest down to its cursor.
+ */
+const BEFORE_EVERY_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff";
 
 /** One hold; `visible` says whether the caller may see the hold's account (an end user sees only their own). */
 export async function getHold(
@@ -48,7 +55,7 @@ export async function listHolds(
   const now = context.now();
   const rows = await context.database.query<HoldRow>(listSql(page.status ?? "any"), [
     account_id,
-    page.before_id ?? null,
+    page.before_id ?? BEFORE_EVERY_ID,
     now.toISOString(),
     page.limit + 1,
   ]);

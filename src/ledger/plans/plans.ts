@@ -157,8 +157,9 @@ export async function listPlans(
   options: { limit: number; after_id?: string },
 ): Promise<{ plans: Plan[]; next_after_id?: string }> {
   const rows = await context.database.query<PlanRow>(
-    `SELECT ${PLAN_COLUMNS} FROM plans WHERE $1::text IS NULL OR id > $1::text ORDER BY id LIMIT $2`,
-    [options.after_id ?? null, options.limit + 1],
+    // '' sorts before every id: the keyset bound stays an index condition in a generic plan.
+    `SELECT ${PLAN_COLUMNS} FROM plans WHERE id > $1::text ORDER BY id LIMIT $2`,
+    [options.after_id ?? "", options.limit + 1],
   );
   const page = rows.slice(0, options.limit).map(toPlan);
   return { plans: page, next_after_id: rows.length > options.limit ? page.at(-1)?.id : undefined };
