@@ -11,8 +11,9 @@ import { chunkEndSql } from "../core/fold-chunk.js";
 /**
  * The next chunk `[start, end)` of an account's roll-up: `start` is `$2` or, when it is null, the account's
  * roll-up boundary; `end` is at or below this statement's horizon (fold-chunk.ts), so every transaction below it
- * has finished and the rows of the chunk can never change. Also returns the checkpoint's boundary, so the chunk
- * can carry the checkpoint forward when it starts inside it. Parameters: $1 account, $2 start or null, $3 rows.
+ * has finished and the rows of the chunk can never change. Also returns whether the chunk holds any row (an account
+ * read again with nothing new has nothing to read or apply: its boundary can stay, since no row can appear below
+ * the horizon), and the checkpoint's boundary, so the chunk can carry the checkpoint when it lies inside it. Parameters: $1 account, $2 start or null, $3 rows.
  */
 export const PLAN_CHUNK_SQL = `
 WITH horizon AS (
@@ -23,6 +24,7 @@ WITH horizon AS (
   SELECT ${chunkEndSql("$1", "(SELECT boundary FROM start)", "(SELECT boundary FROM horizon)", "$3::bigint")} AS boundary
 )
 SELECT start.boundary::text AS start, chunk.boundary::text AS "end", chunk.boundary >= horizon.boundary AS caught_up,
+       EXISTS (SELECT 1 FROM entries WHERE account_id = $1 AND xid >= start.boundary AND xid < chunk.boundary) AS has_rows,
        COALESCE((SELECT xid_boundary FROM balance_checkpoints WHERE account_id = $1), '0'::xid8)::text AS checkpoint_boundary
 FROM start, chunk, horizon`;
 

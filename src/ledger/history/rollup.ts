@@ -37,6 +37,7 @@ interface ChunkPlan {
   start: string;
   end: string;
   caught_up: boolean;
+  has_rows: boolean;
   checkpoint_boundary: string;
 }
 
@@ -44,6 +45,7 @@ interface PlannedChunk {
   start: string;
   end: string;
   caught_up: boolean;
+  has_rows: boolean;
   /** Where the checkpoint's boundary is expected when this chunk is applied, if inside it: the chunk carries it. */
   checkpoint_from: string | null;
   read: Promise<ChunkGroup[]>;
@@ -71,15 +73,15 @@ async function rollUp(context: LedgerContext, account_id: string): Promise<boole
     const before = previous === undefined ? undefined : await previous;
     if (before === null || before?.caught_up) return null;
     const [plan]: ChunkPlan[] = await context.database.query<ChunkPlan>(PLAN_CHUNK_SQL, [account_id, before?.end ?? null, chunk_rows]);
-    const { start, end, caught_up }: ChunkPlan = plan!;
+    const { start, end, caught_up, has_rows }: ChunkPlan = plan!;
     checkpoint_boundary ??= BigInt(plan!.checkpoint_boundary);
     const carries = BigInt(start) <= checkpoint_boundary && checkpoint_boundary < BigInt(end);
     const checkpoint_from = carries ? checkpoint_boundary.toString() : null;
     if (carries) checkpoint_boundary = BigInt(end);
-    const read = start === end ? Promise.resolve([]) : readChunk(context, account_id, start, end, checkpoint_from ?? start);
+    const read = has_rows ? readChunk(context, account_id, start, end, checkpoint_from ?? start) : Promise.resolve([]);
     // Observed when its turn comes, or discarded with the roll-up: never an unhandled rejection.
     read.catch(() => undefined);
-    return { start, end, caught_up, checkpoint_from, read };
+    return { start, end, caught_up, has_rows, checkpoint_from, read };
   };
 
   // Planned chunks, oldest first, each read as soon as it is planned. While one is applied, the next ones are read.
@@ -97,7 +99,9 @@ async function rollUp(context: LedgerContext, account_id: string): Promise<boole
       const next = queue.shift();
       if (next === undefined) return false; // chunks_max chunks applied, the horizon not reached
       const chunk = await next;
-      if (chunk === null || chunk.start === chunk.end) return true; // nothing below the horizon left to fold
+      // Nothing below the horizon left to fold: the boundary may stay where it is, no row can appear below the
+      // horizon. (A chunk that is not the last can be empty too, from 0 to the first transaction: it is applied.)
+      if (chunk === null || (chunk.caught_up && !chunk.has_rows)) return true;
       if (!(await applyChunk(context, account_id, chunk, await chunk.read))) return false; // another roll-up holds the lock or moved the boundary
       if (chunk.caught_up) return true;
     }
