@@ -37,12 +37,16 @@ function smallChunks(database: Database = harness.database): LedgerContext {
 
 /**
  * The real database, except that after `allowed` successful calls of the given kind every further one fails, as a
- * statement timeout or a lost connection would in the middle of a fold.
+ * statement timeout or a lost connection would in the middle of a fold. A RegExp kind counts the statements it
+ * matches, inside transactions or not (a roll-up reads chunks ahead, so its transactions are not one per chunk).
  */
-function failingAfter(database: Database, kind: "query" | "transaction", allowed: number): Database {
+function failingAfter(database: Database, kind: "query" | "transaction" | RegExp, allowed: number): Database {
   let calls = 0;
   const fail = () => {
     if (++calls > allowed) throw new Error("injected failure part-way through a fold");
+  };
+  const failOnMatch = (text: string) => {
+    if (kind instanceof RegExp && kind.test(text)) fail();
   };
   return {
     kind: database.kind,
@@ -51,11 +55,19 @@ function failingAfter(database: Database, kind: "query" | "transaction", allowed
     close: async () => {},
     async query<Row extends object>(text: string, parameters?: readonly unknown[]) {
       if (kind === "query") fail();
+      failOnMatch(text);
       return database.query<Row>(text, parameters);
     },
     async transaction<T>(work: (transaction: Queryable) => Promise<T>) {
       if (kind === "transaction") fail();
-      return database.transaction(work);
+      return database.transaction((transaction) =>
+        work({
+          query<Row extends object>(text: string, parameters?: readonly unknown[]) {
+            failOnMatch(text);
+            return transaction.query<Row>(text, parameters);
+          },
+        }),
+      );
     },
   };
 }
@@ -161,8 +173,8 @@ describe("batch roll-up", () => {
       await post(account, "grant", "10");
     }
     await horizonPast(account);
-    // Two chunks commit, then the roll-up dies.
-    const interrupted = smallChunks(failingAfter(harness.database, "transaction", 2));
+    // Two chunks commit, then the roll-up dies applying the third.
+    const interrupted = smallChunks(failingAfter(harness.database, /INSERT INTO batch_aggregates/, 2));
     await expect(rollUpBatches(interrupted, account)).rejects.toThrow(/injected/);
     const [boundary] = await harness.database.query<{ boundary: string }>(
       "SELECT xid_boundary::text AS boundary FROM rollup_boundaries WHERE account_id = $1",
@@ -200,6 +212,175 @@ describe("batch roll-up", () => {
       [account],
     );
     expect(all!.rows).toBe("24");
+  });
+});
+
+/** The database, calling `on_carry` for every roll-up chunk whose apply carried the checkpoint along. */
+function carriesCounted(database: Database, on_carry: () => void): Database {
+  return {
+    kind: database.kind,
+    orm: database.orm,
+    listen: database.listen.bind(database),
+    close: async () => {},
+    query: database.query.bind(database),
+    async transaction<T>(work: (transaction: Queryable) => Promise<T>) {
+      return database.transaction((transaction) =>
+        work({
+          async query<Row extends object>(text: string, parameters?: readonly unknown[]) {
+            const rows = await transaction.query<Row>(text, parameters);
+            for (const row of rows) if ((row as { carried?: boolean }).carried === true) on_carry();
+            return rows;
+          },
+        }),
+      );
+    },
+  };
+}
+
+describe("a roll-up carries the checkpoint", () => {
+  /** In one statement: the checkpoint against the rows below its boundary, the aggregates against theirs. */
+  const FOLDS_SQL = `
+    WITH checkpoint AS (
+      SELECT balance, xid_boundary FROM balance_checkpoints WHERE account_id = $1
+    ), rollup AS (
+      SELECT COALESCE((SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1), '0'::xid8) AS boundary
+    )
+    SELECT (SELECT xid_boundary FROM checkpoint)::text AS checkpoint_boundary,
+           (SELECT boundary FROM rollup)::text AS rollup_boundary,
+           (SELECT balance FROM checkpoint)::text AS checkpoint_balance,
+           (SELECT COALESCE(SUM(delta), 0) FROM entries
+             WHERE account_id = $1 AND xid < COALESCE((SELECT xid_boundary FROM checkpoint), '0'::xid8))::text AS rows_below_checkpoint,
+           (SELECT COALESCE(SUM(delta_total), 0) FROM batch_aggregates WHERE account_id = $1)::text AS aggregated,
+           (SELECT COALESCE(SUM(delta), 0) FROM entries
+             WHERE account_id = $1 AND batch_id IS NOT NULL AND xid < (SELECT boundary FROM rollup))::text AS batched_below_rollup`;
+  interface Folds {
+    checkpoint_boundary: string | null;
+    rollup_boundary: string;
+    checkpoint_balance: string | null;
+    rows_below_checkpoint: string;
+    aggregated: string;
+    batched_below_rollup: string;
+  }
+  const foldsOf = async (account: string) => (await harness.database.query<Folds>(FOLDS_SQL, [account]))[0]!;
+
+  async function batchesAndGrants(account: string, batches: number, first = 0) {
+    for (let index = first; index < first + batches; index++) {
+      const batch_id = randomUUID();
+      const entries = [1, 2, 3].map((row) => ({ account_id: account, amount: `${row}.25`, idempotency_key: `c${index}-${row}`, batch_id }));
+      expect((await harness.post("/v1/usage/batch", { entries })).body).toEqual({ inserted: 3, replayed: 0 });
+      await post(account, "grant", "7");
+    }
+  }
+
+  it("on an account never read, one pass folds both: the checkpoint ends where the roll-up does, exact", async () => {
+    const account = await harness.createAccount();
+    await batchesAndGrants(account, 6); // 24 rows: 6 × (-6.75 + 7) = 1.5
+    await horizonPast(account);
+    expect(await checkpointOf(account)).toBeUndefined();
+    expect(await rollUpBatches(smallChunks(), account)).toBe(true);
+    const folds = await foldsOf(account);
+    expect(folds.checkpoint_boundary).toBe(folds.rollup_boundary);
+    expect(Number(folds.checkpoint_balance)).toBe(1.5);
+    expect(folds.checkpoint_balance).toBe(folds.rows_below_checkpoint);
+    expect(folds.aggregated).toBe(folds.batched_below_rollup);
+  });
+
+  it("from a checkpoint inside a chunk, it adds only the rows from the checkpoint on", async () => {
+    const account = await harness.createAccount();
+    await batchesAndGrants(account, 6);
+    await horizonPast(account);
+    // Chunks of 2 rows end the checkpoint inside the roll-up's first chunk of 5 (after the first batch's 3 rows;
+    // the first chunk of 2 from 0 ends at the first transaction and holds nothing).
+    await refreshCheckpointChunk(harness.database, account, 2);
+    await refreshCheckpointChunk(harness.database, account, 2);
+    const inside = (await checkpointOf(account))!;
+    expect(await rowsBelow(account, inside.boundary)).toBe(3);
+    expect(Number(inside.balance)).toBe(-6.75);
+    expect(await rollUpBatches(smallChunks(), account)).toBe(true);
+    const folds = await foldsOf(account);
+    expect(folds.checkpoint_boundary).toBe(folds.rollup_boundary);
+    expect(folds.checkpoint_balance).toBe(folds.rows_below_checkpoint);
+    expect(Number(folds.checkpoint_balance)).toBe(1.5);
+  });
+
+  it("a checkpoint behind the roll-up is left to its own refresh, which the first page runs", async () => {
+    const account = await harness.createAccount();
+    await batchesAndGrants(account, 6);
+    await horizonPast(account);
+    expect(await rollUpBatches(smallChunks(), account)).toBe(true);
+    await harness.database.query("DELETE FROM balance_checkpoints WHERE account_id = $1", [account]); // always safe
+    await batchesAndGrants(account, 2, 6);
+    await horizonPast(account);
+    expect(await rollUpBatches(smallChunks(), account)).toBe(true);
+    expect(await checkpointOf(account)).toBeUndefined();
+    const filters = { types: undefined, search: undefined, from: undefined, to: undefined };
+    const page = await listHistory(smallChunks(), { account_id: account, group_batches: true, limit: 3, offset: 0, after: undefined, filters });
+    expect(page.page_start_balance).toBe("2");
+    const folds = await foldsOf(account);
+    expect(folds.checkpoint_balance).toBe(folds.rows_below_checkpoint);
+    expect(Number(folds.checkpoint_balance)).toBe(2);
+  });
+
+  it("beside refreshes, other roll-ups and writers, neither fold ever holds a row twice or misses one", async () => {
+    const account = await harness.createAccount();
+    await batchesAndGrants(account, 4);
+    let running = true;
+    const mismatches: string[] = [];
+    let samples = 0;
+    let carried = 0;
+    const counting = carriesCounted(harness.database, () => carried++);
+    const rollers = Array.from({ length: 3 }, async () => {
+      while (running) await rollUpBatches(smallChunks(counting), account);
+    });
+    // Chunks of 3 rows, now and then: refreshes and roll-ups move the checkpoint to boundaries the other did not plan.
+    const refreshers = Array.from({ length: 2 }, async () => {
+      while (running) {
+        await refreshCheckpointChunk(harness.database, account, 3);
+        await new Promise((resolve) => setTimeout(resolve, 15));
+      }
+    });
+    const sampler = (async () => {
+      let previous = { checkpoint: 0n, rollup: 0n };
+      while (running) {
+        const folds = await foldsOf(account);
+        samples++;
+        if (folds.checkpoint_balance !== null && Number(folds.checkpoint_balance) !== Number(folds.rows_below_checkpoint)) {
+          mismatches.push(`checkpoint ${folds.checkpoint_balance} at ${folds.checkpoint_boundary}, rows ${folds.rows_below_checkpoint}`);
+        }
+        if (Number(folds.aggregated) !== Number(folds.batched_below_rollup)) {
+          mismatches.push(`aggregates ${folds.aggregated} at ${folds.rollup_boundary}, rows ${folds.batched_below_rollup}`);
+        }
+        const current = { checkpoint: BigInt(folds.checkpoint_boundary ?? "0"), rollup: BigInt(folds.rollup_boundary) };
+        if (current.checkpoint < previous.checkpoint || current.rollup < previous.rollup) mismatches.push("a boundary moved back");
+        previous = current;
+        await new Promise((resolve) => setTimeout(resolve, 2));
+      }
+    })();
+    try {
+      await Promise.all(
+        Array.from({ length: 4 }, async (_, writer) => {
+          for (let index = 0; index < 12; index++) {
+            const batch_id = randomUUID();
+            const entries = [1, 2].map((row) => ({ account_id: account, amount: `0.${row}`, idempotency_key: `w${writer}-${index}-${row}`, batch_id }));
+            await harness.post("/v1/usage/batch", { entries });
+            if (index % 3 === 0) await post(account, "grant", "1");
+          }
+        }),
+      );
+    } finally {
+      running = false;
+      await Promise.all([...rollers, ...refreshers, sampler]);
+    }
+    expect(mismatches).toEqual([]);
+    expect(samples).toBeGreaterThan(5);
+    expect(carried).toBeGreaterThan(0);
+    await horizonPast(account);
+    expect(await rollUpBatches(smallChunks(), account)).toBe(true);
+    await refreshCheckpoint(harness.database, account);
+    const folds = await foldsOf(account);
+    expect(folds.checkpoint_balance).toBe(folds.rows_below_checkpoint);
+    expect(folds.aggregated).toBe(folds.batched_below_rollup);
+    expect(await ledgerSum(account)).toBe(`${Number(folds.checkpoint_balance)} over 128 rows`);
   });
 });
 

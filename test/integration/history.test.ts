@@ -176,6 +176,11 @@ async function aggregateCount(account: string): Promise<number> {
   return row!.n;
 }
 
+async function rollUpBoundary(account: string): Promise<string | null> {
+  const [row] = await harness.database.query<{ boundary: string }>("SELECT xid_boundary::text AS boundary FROM rollup_boundaries WHERE account_id = $1", [account]);
+  return row?.boundary ?? null;
+}
+
 /**
  * Runs `work` while another session holds the account's roll-up lock, as a concurrent roll-up would: the listing's
  * own roll-up then gives way and groups the unfolded rows on the fly. (4 is the roll-up lock namespace in rollup.ts.)
@@ -187,8 +192,13 @@ async function withRollUpLockHeld<T>(account: string, work: () => Promise<T>): P
     await connection`BEGIN`;
     const [lock] = await connection<{ locked: boolean }[]>`SELECT pg_try_advisory_xact_lock(4, hashtext(${account})) AS locked`;
     expect(lock!.locked).toBe(true);
-    expect(await rollUpBatches(harness.ledger, account)).toBe(false);
-    return await work();
+    // With the lock held elsewhere, a roll-up folds nothing: it gives way, or finds nothing new to fold.
+    const boundary = () => rollUpBoundary(account);
+    const before = await boundary();
+    await rollUpBatches(harness.ledger, account);
+    const result = await work();
+    expect(await boundary()).toBe(before);
+    return result;
   } finally {
     await connection`ROLLBACK`.catch(() => undefined);
     connection.release();

@@ -66,7 +66,9 @@ rollup AS (
     -- Before the limit: a batch with unfolded rows is listed through the unfolded branch, and must not take a slot.
     AND a.batch_id NOT IN (SELECT batch_id FROM unfolded)
     ${BATCH_FILTERS("a")}
-  ORDER BY a.last_seq DESC ${limit}
+  -- Only a page needs the order. Totals and gap sums read every aggregate and only add them up: sorting them all
+  -- (30,000 for an account of 3,000,000 rows) took two thirds of a first page's count.
+  ${limited ? `ORDER BY a.last_seq DESC ${limit}` : ""}
 ), recomputed AS (
   SELECT e.batch_id, SUM(e.amount) AS amount_total, SUM(e.delta) AS delta_total, COUNT(*) AS row_count,
          MIN(e.seq) AS first_seq, MAX(e.seq) AS last_seq, MIN(e.created_at) AS first_at, MAX(e.created_at) AS last_at

@@ -138,14 +138,24 @@ async function balanceAsOf(context: LedgerContext, account_id: string, snapshot:
 }
 
 /**
- * Folds the checkpoint forward (in chunks) when more than a chunk of rows lies above it, which only happens to an
- * account that has not been read for a long time; otherwise one short index probe. Best effort: balanceAsOf folds
- * whatever is still needed.
+ * Whether more than a chunk of rows lies above the checkpoint, which only happens to an account that has not been
+ * read for a long time: one short index probe. Best effort (false on failure): balanceAsOf folds whatever is still
+ * needed.
  */
-async function catchUpFarBehindCheckpoint(context: LedgerContext, account_id: string): Promise<void> {
+async function checkpointFarBehind(context: LedgerContext, account_id: string): Promise<boolean> {
   try {
     const [probe] = await context.database.query<{ far_behind: boolean }>(FAR_BEHIND_SQL, [account_id, context.fold_policy.chunk_rows]);
-    if (probe!.far_behind) await refreshCheckpoint(context.database, account_id, context.fold_policy);
+    return probe!.far_behind;
+  } catch (error) {
+    context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
+    return false;
+  }
+}
+
+/** Folds the checkpoint forward in chunks. Best effort, like checkpointFarBehind. */
+async function catchUpCheckpoint(context: LedgerContext, account_id: string): Promise<void> {
+  try {
+    await refreshCheckpoint(context.database, account_id, context.fold_policy);
   } catch (error) {
     context.logger.warn({ err: error, account_id }, "checkpoint refresh failed");
   }
@@ -196,16 +206,18 @@ export async function listHistory(
 ): Promise<HistoryPage> {
   const { account_id, group_batches, limit, offset, after, filters } = request;
   if (after === undefined) {
-    // Both folds of a never-read account, side by side on two connections: they are independent, and each is a
-    // pass over every row of the account.
-    await Promise.all([
+    // The probe runs beside the roll-up; the checkpoint is folded after it, because a roll-up carries the
+    // checkpoint along when it lies in the roll-up's path (rollup.ts), as on an account never read: one pass over
+    // the rows for both folds, and what is left for the checkpoint's own fold is then at most a chunk.
+    const [, far_behind] = await Promise.all([
       group_batches
         ? rollUpBatches(context, account_id).catch((error: unknown) => {
             context.logger.warn({ err: error, account_id }, "batch roll-up failed; grouping on the fly");
           })
         : undefined,
-      catchUpFarBehindCheckpoint(context, account_id),
+      checkpointFarBehind(context, account_id),
     ]);
+    if (far_behind) await catchUpCheckpoint(context, account_id);
   }
   const snapshot = after?.snapshot ?? (await currentSnapshot(context));
   const position = after?.position ?? null;

@@ -1,85 +1,149 @@
 import type { Queryable } from "../../db/port.js";
 import type { LedgerContext } from "../core/context.js";
-import { chunkEndSql } from "../core/fold-chunk.js";
 import { counted, ledgerCounters } from "../../metrics/ledger-counters.js";
+import { APPLY_CHUNK_SQL, CHUNK_READ_WORK_MEM_SQL, PLAN_CHUNK_SQL, READ_CHUNK_SQL } from "./rollup-sql.js";
 
 /** Advisory-lock namespace for per-account roll-ups. */
 const ROLLUP_LOCK_NAMESPACE = 4;
 
 /**
- * Folds an account's finished batched rows into batch_aggregates and advances its roll-up boundary, without ever
- * touching a ledger row. Like a balance refresh it folds exactly the rows whose transaction id is at or above the
- * previous boundary and below the end of a chunk of about `$2` rows, itself at or below `pg_snapshot_xmin` of this
- * statement's snapshot (fold-chunk.ts): every such transaction has finished, so no row can later appear below the
- * new boundary, and none is folded twice. One chunk per transaction, each committed, so an account however long
- * unread catches up in bounded statements and an interrupted roll-up keeps its progress.
- *
- * Roll-ups of one account are serialized by a transaction-level try-lock: the loser does not wait, it simply
- * returns, and its reader groups the not-yet-folded rows on the fly (history.ts), so every committed row appears
- * exactly once either way. The aggregate upsert and the boundary move commit together.
+ * Chunks read at once, each on its own connection. Reading (the index fetch and the hash aggregate) is nearly all
+ * of a chunk's cost and needs no lock, so an account far behind rolls up on two cores; applying stays in order.
  */
-const ROLLUP_SQL = `
-WITH horizon AS (
-  SELECT pg_snapshot_xmin(pg_current_snapshot()) AS boundary
-), previous AS (
-  SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1
-), start AS (
-  SELECT COALESCE((SELECT xid_boundary FROM previous), '0'::xid8) AS boundary
-), chunk AS (
-  SELECT ${chunkEndSql("$1", "(SELECT boundary FROM start)", "(SELECT boundary FROM horizon)", "$2::bigint")} AS boundary
-), folded AS (
-  SELECT batch_id, SUM(amount) AS amount_total, SUM(delta) AS delta_total, COUNT(*) AS row_count,
-         MIN(seq) AS first_seq, MAX(seq) AS last_seq, MIN(created_at) AS first_at, MAX(created_at) AS last_at,
-         MAX(xid) AS max_xid
-  FROM entries
-  WHERE account_id = $1 AND batch_id IS NOT NULL
-    AND xid >= (SELECT boundary FROM start)
-    AND xid < (SELECT boundary FROM chunk)
-  GROUP BY batch_id
-), upserted AS (
-  INSERT INTO batch_aggregates AS aggregate
-    (account_id, batch_id, amount_total, delta_total, row_count, first_seq, last_seq, first_at, last_at, max_xid)
-  SELECT $1, batch_id, amount_total, delta_total, row_count, first_seq, last_seq, first_at, last_at, max_xid
-  FROM folded
-  ON CONFLICT (account_id, batch_id) DO UPDATE SET
-    amount_total = aggregate.amount_total + EXCLUDED.amount_total,
-    delta_total = aggregate.delta_total + EXCLUDED.delta_total,
-    row_count = aggregate.row_count + EXCLUDED.row_count,
-    first_seq = LEAST(aggregate.first_seq, EXCLUDED.first_seq),
-    last_seq = GREATEST(aggregate.last_seq, EXCLUDED.last_seq),
-    first_at = LEAST(aggregate.first_at, EXCLUDED.first_at),
-    last_at = GREATEST(aggregate.last_at, EXCLUDED.last_at),
-    max_xid = GREATEST(aggregate.max_xid, EXCLUDED.max_xid)
-), advanced AS (
-  INSERT INTO rollup_boundaries AS rollup (account_id, xid_boundary, updated_at)
-  SELECT $1, boundary, now() FROM chunk
-  ON CONFLICT (account_id) DO UPDATE SET xid_boundary = EXCLUDED.xid_boundary, updated_at = EXCLUDED.updated_at
-    WHERE rollup.xid_boundary < EXCLUDED.xid_boundary
-)
--- Data-modifying CTEs always run to completion, whether or not the main statement reads them.
-SELECT chunk.boundary >= horizon.boundary AS caught_up FROM chunk, horizon`;
+export const ROLLUP_READS_IN_FLIGHT = 2;
 
 /**
- * Rolls the account up to the horizon, one committed chunk at a time, unless another roll-up of it holds the lock;
- * returns whether it caught up. A reader that gets false groups the rows not yet folded on the fly.
+ * Folds an account's finished batched rows into batch_aggregates and advances its roll-up boundary, without ever
+ * touching a ledger row, in chunks of about `chunk_rows` rows (fold-chunk.ts). Each chunk `[start, end)` is
+ * planned at or below the horizon of its planning statement (every transaction below `end` has finished, so its
+ * rows can never change), read without a lock (rollup-sql.ts), and applied in its own transaction under the
+ * account's try-lock, only if the boundary is still `start`: the aggregates take the chunk and the boundary moves
+ * to `end` together. So no row is folded twice or skipped, an account however long unread catches up in bounded,
+ * committed statements, and an interrupted roll-up keeps its progress. Chunks are planned ahead and read
+ * ROLLUP_READS_IN_FLIGHT at a time, but applied one after another, in order.
+ *
+ * Roll-ups of one account are serialized by that transaction-level try-lock: the loser does not wait, it simply
+ * returns, and its reader groups the not-yet-folded rows on the fly (history.ts), so every committed row appears
+ * exactly once either way.
+ *
+ * A chunk also carries the balance checkpoint forward when the checkpoint's boundary lies inside it, as it does on
+ * an account never read (both start at 0): one pass over the rows serves both folds (APPLY_CHUNK_SQL).
  */
 export async function rollUpBatches(context: LedgerContext, account_id: string): Promise<boolean> {
   return counted(ledgerCounters.rollups, () => rollUp(context, account_id), (caught_up) => (caught_up ? "ok" : "skipped"));
 }
 
+interface ChunkPlan {
+  start: string;
+  end: string;
+  caught_up: boolean;
+  has_rows: boolean;
+  checkpoint_boundary: string;
+}
+
+interface PlannedChunk {
+  start: string;
+  end: string;
+  caught_up: boolean;
+  has_rows: boolean;
+  /** Where the checkpoint's boundary is expected when this chunk is applied, if inside it: the chunk carries it. */
+  checkpoint_from: string | null;
+  read: Promise<ChunkGroup[]>;
+}
+
+interface ChunkGroup {
+  batch_id: string | null;
+  amount_total: string;
+  delta_total: string;
+  row_count: string;
+  first_seq: string;
+  last_seq: string;
+  first_at: string;
+  last_at: string;
+  max_xid: string;
+  checkpoint_delta: string;
+}
+
 async function rollUp(context: LedgerContext, account_id: string): Promise<boolean> {
-  for (let chunk = 0; chunk < context.fold_policy.chunks_max; chunk++) {
-    const outcome = await context.database.transaction(async (transaction: Queryable) => {
-      const [lock] = await transaction.query<{ locked: boolean }>(
-        "SELECT pg_try_advisory_xact_lock($1::int, hashtext($2)) AS locked",
-        [ROLLUP_LOCK_NAMESPACE, account_id],
-      );
-      if (!lock?.locked) return "busy";
-      // Its own statement, after the lock: its snapshot sees the boundary the previous roll-up committed.
-      const [row] = await transaction.query<{ caught_up: boolean }>(ROLLUP_SQL, [account_id, context.fold_policy.chunk_rows]);
-      return row!.caught_up ? "caught_up" : "more";
-    });
-    if (outcome !== "more") return outcome === "caught_up";
+  const { chunk_rows, chunks_max } = context.fold_policy;
+  // Where the checkpoint will be when the next planned chunk is applied: where the first plan found it, or the
+  // end of the last chunk planned to carry it. Plans run one after another (each starts where the previous ends).
+  let checkpoint_boundary: bigint | null = null;
+  const planAfter = async (previous: Promise<PlannedChunk | null> | undefined): Promise<PlannedChunk | null> => {
+    const before = previous === undefined ? undefined : await previous;
+    if (before === null || before?.caught_up) return null;
+    const [plan]: ChunkPlan[] = await context.database.query<ChunkPlan>(PLAN_CHUNK_SQL, [account_id, before?.end ?? null, chunk_rows]);
+    const { start, end, caught_up, has_rows }: ChunkPlan = plan!;
+    checkpoint_boundary ??= BigInt(plan!.checkpoint_boundary);
+    const carries = BigInt(start) <= checkpoint_boundary && checkpoint_boundary < BigInt(end);
+    const checkpoint_from = carries ? checkpoint_boundary.toString() : null;
+    if (carries) checkpoint_boundary = BigInt(end);
+    const read = has_rows ? readChunk(context, account_id, start, end, checkpoint_from ?? start) : Promise.resolve([]);
+    // Observed when its turn comes, or discarded with the roll-up: never an unhandled rejection.
+    read.catch(() => undefined);
+    return { start, end, caught_up, has_rows, checkpoint_from, read };
+  };
+
+  // Planned chunks, oldest first, each read as soon as it is planned. While one is applied, the next ones are read.
+  const queue: Promise<PlannedChunk | null>[] = [];
+  let last: Promise<PlannedChunk | null> | undefined;
+  let planned = 0;
+  try {
+    for (;;) {
+      while (queue.length <= ROLLUP_READS_IN_FLIGHT && planned < chunks_max) {
+        last = planAfter(last);
+        last.catch(() => undefined);
+        queue.push(last);
+        planned++;
+      }
+      const next = queue.shift();
+      if (next === undefined) return false; // chunks_max chunks applied, the horizon not reached
+      const chunk = await next;
+      // Nothing below the horizon left to fold: the boundary may stay where it is, no row can appear below the
+      // horizon. (A chunk that is not the last can be empty too, from 0 to the first transaction: it is applied.)
+      if (chunk === null || (chunk.caught_up && !chunk.has_rows)) return true;
+      if (!(await applyChunk(context, account_id, chunk, await chunk.read))) return false; // another roll-up holds the lock or moved the boundary
+      if (chunk.caught_up) return true;
+    }
+  } finally {
+    // Plans and reads already started finish before the roll-up returns; what they found is discarded.
+    await Promise.allSettled(queue.map(async (planning) => (await planning)?.read));
   }
-  return false;
+}
+
+async function readChunk(context: LedgerContext, account_id: string, start: string, end: string, checkpoint_from: string) {
+  return context.database.transaction(async (transaction: Queryable) => {
+    await transaction.query(CHUNK_READ_WORK_MEM_SQL);
+    return transaction.query<ChunkGroup>(READ_CHUNK_SQL, [account_id, start, end, checkpoint_from]);
+  });
+}
+
+async function applyChunk(context: LedgerContext, account_id: string, chunk: PlannedChunk, groups: ChunkGroup[]): Promise<boolean> {
+  const batches = groups.filter((group) => group.batch_id !== null);
+  const column = (name: keyof ChunkGroup) => batches.map((group) => group[name]);
+  return context.database.transaction(async (transaction: Queryable) => {
+    const [lock] = await transaction.query<{ locked: boolean }>(
+      "SELECT pg_try_advisory_xact_lock($1::int, hashtext($2)) AS locked",
+      [ROLLUP_LOCK_NAMESPACE, account_id],
+    );
+    if (!lock?.locked) return false;
+    // Its own statement, after the lock: its snapshot sees the boundary the previous roll-up committed.
+    const [row] = await transaction.query<{ applied: boolean }>(APPLY_CHUNK_SQL, [
+      account_id,
+      chunk.start,
+      chunk.end,
+      column("batch_id"),
+      column("amount_total"),
+      column("delta_total"),
+      column("row_count"),
+      column("first_seq"),
+      column("last_seq"),
+      column("first_at"),
+      column("last_at"),
+      column("max_xid"),
+      groups[0]?.checkpoint_delta ?? "0",
+      chunk.checkpoint_from,
+    ]);
+    return row!.applied;
+  });
 }
