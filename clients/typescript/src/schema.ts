@@ -878,7 +878,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -990,7 +990,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1345,7 +1345,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1399,7 +1399,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1568,7 +1568,7 @@ export interface components {
              */
             meter: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
