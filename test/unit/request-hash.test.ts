@@ -91,7 +91,7 @@ function request(random: ReturnType<typeof generator>): EntryRequest {
   };
   if (priced) {
     generated.meter = random.pick(["gpt-x", "openai/gpt-4o-mini"]);
-    generated.quantities = random.pick([{ input_tokens: 812, output_tokens: 117 }, { output_tokens: 117, input_tokens: 812 }, { requests: 1 }, null]);
+    generated.quantities = random.pick<Record<string, number> | null>([{ input_tokens: 812, output_tokens: 117 }, { output_tokens: 117, input_tokens: 812 }, { requests: 1 }, null]);
     generated.price_version = random.pick([null, 1, 7]);
   } else if (random.next() < 0.3) {
     generated.meter = null;
