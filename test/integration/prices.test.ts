@@ -420,6 +420,70 @@ describe("batches, holds, zero cost and stats", () => {
   });
 });
 
+describe("history explains every charge", () => {
+  it("entries show meter, quantities and price_version in history, the all-entries listing and one entry; batch items do not", async () => {
+    const meter = await pricedMeter({ input_tokens: "2.5", output_tokens: "10" });
+    const account_id = await fundedAccount("1");
+    const tag = uniqueId("explain");
+    const quantities = { input_tokens: 812, output_tokens: 117 };
+    const first = await harness.post("/v1/usage", { account_id, meter, quantities, idempotency_key: uniqueId("req"), description: `${tag} one` });
+    expectStatus(first, 201);
+    const later = new Date(clock.now().getTime() + 3_600_000);
+    expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "5", output_tokens: "20" }, per: "1000000", valid_from: later.toISOString() }), 201);
+    clock.advance(3_600_000);
+    try {
+      const second = await harness.post("/v1/usage", { account_id, meter, quantities, idempotency_key: uniqueId("req"), description: `${tag} two` });
+      expectStatus(second, 201);
+      const batch_id = crypto.randomUUID();
+      const batch = await harness.post("/v1/usage/batch", {
+        entries: [
+          { account_id, meter, quantities: { input_tokens: 1000 }, idempotency_key: uniqueId("req"), batch_id },
+          { account_id, amount: "0.1", idempotency_key: uniqueId("req"), batch_id },
+        ],
+      });
+      expect(batch.body).toEqual({ inserted: 2, replayed: 0 });
+
+      const explained = (item: Record<string, unknown>) => [item.type, item.amount, item.meter, item.quantities, item.price_version, item.batch_count];
+      const grouped = await harness.get(`/v1/accounts/${account_id}/entries`);
+      expectStatus(grouped, 200);
+      expect(grouped.body.items.map(explained)).toEqual([
+        ["usage", "0.105", undefined, undefined, undefined, 2],
+        ["usage", "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2, 1],
+        ["usage", "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1, 1],
+        ["purchase", "1", undefined, undefined, undefined, 1],
+      ]);
+      // A batch item stands for rows that may differ: it names no meter at all (not even null).
+      expect(Object.keys(grouped.body.items[0])).not.toContain("meter");
+      expect(Object.keys(grouped.body.items[3])).not.toContain("meter");
+      expect(grouped.body.items.map((item: { balance_after: string }) => item.balance_after)).toEqual(["0.8854", "0.9904", "0.9968", "1"]);
+
+      const ungrouped = await harness.get(`/v1/accounts/${account_id}/entries?group_batches=false`);
+      expectStatus(ungrouped, 200);
+      // 1000 input tokens at 5 per million under version 2.
+      expect(ungrouped.body.items.map(explained)).toEqual([
+        ["usage", "0.1", undefined, undefined, undefined, 1],
+        ["usage", "0.005", meter, { input_tokens: 1000 }, 2, 1],
+        ["usage", "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2, 1],
+        ["usage", "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1, 1],
+        ["purchase", "1", undefined, undefined, undefined, 1],
+      ]);
+
+      const all = await harness.get(`/v1/entries?search=${encodeURIComponent(tag)}`);
+      expectStatus(all, 200);
+      expect(all.body.items.map((item: Record<string, unknown>) => [item.description, item.amount, item.meter, item.quantities, item.price_version])).toEqual([
+        [`${tag} two`, "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2],
+        [`${tag} one`, "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1],
+      ]);
+
+      const one = await harness.get(`/v1/entries/${first.body.id}`);
+      expectStatus(one, 200);
+      expect(one.body).toMatchObject({ id: first.body.id, amount: "0.0032", meter, quantities: { input_tokens: 812, output_tokens: 117 }, price_version: 1, refunded_amount: "0" });
+    } finally {
+      clock.advance(-3_600_000);
+    }
+  });
+});
+
 describe("the price table", () => {
   it("lists meters with their current and scheduled versions, page by page", async () => {
     const prefix = uniqueId("list");

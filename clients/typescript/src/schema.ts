@@ -1152,6 +1152,14 @@ export interface components {
              * @description Hold captures only: the hold this usage closed.
              */
             hold_id?: string;
+            /** @description Priced usage listed as an entry only: the meter it was posted for. A batch item (rows grouped) has none; list with `group_batches=false` to see its rows'. */
+            meter?: string;
+            /** @description Priced usage listed as an entry only: the quantities posted, e.g. tokens in and out. */
+            quantities?: {
+                [key: string]: number;
+            };
+            /** @description Priced usage listed as an entry only: the version of the meter's price that `amount` was computed from (listed by GET /v1/prices/{meter}). */
+            price_version?: number;
         };
         EntryDetail: components["schemas"]["Entry"] & {
             /**
