@@ -435,10 +435,12 @@ describe("history explains every charge", () => {
       const second = await harness.post("/v1/usage", { account_id, meter, quantities, idempotency_key: uniqueId("req"), description: `${tag} two` });
       expectStatus(second, 201);
       const batch_id = crypto.randomUUID();
+      // A batch is inserted in key order: these keys make the amount row the newer of the two.
+      const batch_key = uniqueId("req");
       const batch = await harness.post("/v1/usage/batch", {
         entries: [
-          { account_id, meter, quantities: { input_tokens: 1000 }, idempotency_key: uniqueId("req"), batch_id },
-          { account_id, amount: "0.1", idempotency_key: uniqueId("req"), batch_id },
+          { account_id, meter, quantities: { input_tokens: 1000 }, idempotency_key: `${batch_key}-1`, batch_id },
+          { account_id, amount: "0.1", idempotency_key: `${batch_key}-2`, batch_id },
         ],
       });
       expect(batch.body).toEqual({ inserted: 2, replayed: 0 });
