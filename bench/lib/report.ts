@@ -193,8 +193,17 @@ export function renderSummary(results: readonly ScenarioResult[]): string {
   const runs = [...new Set(results.map((result) => result.started_at.slice(0, 10)))];
   const commits = [...new Set(results.map((result) => result.source?.commit?.slice(0, 7) ?? "unknown"))];
   const machine = results[0]!.machine;
+  // Scenarios re-run in a later session may have run on another CPU: name each, so no absolute figure is compared
+  // across machines by mistake.
+  const models = [...new Set(results.map((result) => result.machine.cpu_model))];
+  const cpu =
+    models.length === 1
+      ? machine.cpu_model
+      : models
+          .map((model) => `${model}: ${results.filter((result) => result.machine.cpu_model === model).map((result) => `\`${result.scenario}\``).join(", ")}`)
+          .join("; ");
   lines.push(
-    `Generated from \`bench/results/*.json\` (runs of ${runs.join(", ")}, tally at ${commits.join(", ")}) on ${machine.cores} cores (${machine.cpu_model}), ` +
+    `Generated from \`bench/results/*.json\` (runs of ${runs.join(", ")}, tally at ${commits.join(", ")}) on ${machine.cores} cores (${cpu}), ` +
       `${(machine.memory_bytes / 1024 ** 3).toFixed(1)} GiB, PostgreSQL ${machine.postgres_version}, Node.js ${machine.node_version}. ` +
       "Ratios are tally ÷ baseline, measured side by side in the same run.",
     "",

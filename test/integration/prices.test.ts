@@ -289,6 +289,56 @@ describe("idempotency", () => {
     expect(await balanceOf(account_id)).toBe("-1.0032");
   });
 
+  it("a batch replayed after price changes returns the original rows at their original prices; other token counts are 409", async () => {
+    const meter = await pricedMeter({ input_tokens: "2.5", output_tokens: "10" });
+    const account_id = await fundedAccount("1");
+    const rows = [
+      { account_id, meter, quantities: { input_tokens: 812, output_tokens: 117 }, idempotency_key: uniqueId("req") },
+      { account_id, meter, quantities: { input_tokens: 1000, output_tokens: 100 }, idempotency_key: uniqueId("req") },
+    ];
+    expect((await harness.post("/v1/usage/batch", { entries: rows })).body).toEqual({ inserted: 2, replayed: 0 });
+    const original = await harness.database.query<{ idempotency_key: string; amount: string; price_version: number }>(
+      "SELECT idempotency_key, amount::text AS amount, price_version FROM entries WHERE account_id = $1 AND type = 'usage' ORDER BY amount",
+      [account_id],
+    );
+    // 812 × 2.5e-6 + 117 × 1e-5 and 1000 × 2.5e-6 + 100 × 1e-5, both at version 1.
+    expect(original.map((row) => [row.amount, row.price_version])).toEqual([["0.003200000", 1], ["0.003500000", 1]]);
+    // The version in force changes through the clock: a version valid from T+1h, then the clock moves past it.
+    const later = new Date(clock.now().getTime() + 3_600_000);
+    expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "100", output_tokens: "100" }, per: "1000000", valid_from: later.toISOString() }), 201);
+    clock.advance(3_600_000);
+    try {
+      const replay = await harness.post("/v1/usage/batch", { entries: rows });
+      expectStatus(replay, 200);
+      expect(replay.body).toEqual({ inserted: 0, replayed: 2 });
+      // Then a price that no longer prices these quantities at all, and one under which they cost nothing.
+      expectStatus(await putPrice(meter, { unit_prices: { requests: "1" }, per: "1" }), 201);
+      expect((await harness.post("/v1/usage/batch", { entries: rows })).body).toEqual({ inserted: 0, replayed: 2 });
+      expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "0", output_tokens: "0" }, per: "1" }), 201);
+      expect((await harness.post("/v1/usage/batch", { entries: rows })).body).toEqual({ inserted: 0, replayed: 2 });
+      // A new row beside the replayed ones is priced by the version in force now (version 4 prices it at 0: refused whole).
+      const fresh = { account_id, meter, quantities: { input_tokens: 1, output_tokens: 1 }, idempotency_key: uniqueId("req") };
+      const refused = await harness.post("/v1/usage/batch", { entries: [...rows, fresh] });
+      expectStatus(refused, 422);
+      expect(refused.body.code).toBe("zero_cost_usage");
+      // Other token counts under a used key are 409, whatever the price in force; nothing is written.
+      const changed = [rows[0], { ...rows[1]!, quantities: { input_tokens: 1000, output_tokens: 101 } }];
+      const conflict = await harness.post("/v1/usage/batch", { entries: changed });
+      expectStatus(conflict, 409);
+      expect(conflict.body.code).toBe("idempotency_key_reused");
+      expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "1", output_tokens: "1" }, per: "1000000" }), 201);
+      expectStatus(await harness.post("/v1/usage/batch", { entries: changed }), 409);
+      const after = await harness.database.query<{ idempotency_key: string; amount: string; price_version: number }>(
+        "SELECT idempotency_key, amount::text AS amount, price_version FROM entries WHERE account_id = $1 AND type = 'usage' ORDER BY amount",
+        [account_id],
+      );
+      expect(after).toEqual(original);
+      expect(await balanceOf(account_id)).toBe("0.9933");
+    } finally {
+      clock.advance(-3_600_000);
+    }
+  });
+
   it("concurrent identical priced posts make one row (group commit)", async () => {
     const meter = await pricedMeter({ input_tokens: "2.5", output_tokens: "10" });
     const account_id = await fundedAccount("1");
@@ -367,6 +417,72 @@ describe("batches, holds, zero cost and stats", () => {
     // A free quantity next to a priced one costs only the priced one.
     const mixed = await harness.post("/v1/usage", { account_id, meter, quantities: { cached_input_tokens: 5000, input_tokens: 400 }, idempotency_key: uniqueId("req") });
     expect(mixed.body.amount).toBe("0.001");
+  });
+});
+
+describe("history explains every charge", () => {
+  it("entries show meter, quantities and price_version in history, the all-entries listing and one entry; batch items do not", async () => {
+    const meter = await pricedMeter({ input_tokens: "2.5", output_tokens: "10" });
+    const account_id = await fundedAccount("1");
+    const tag = uniqueId("explain");
+    const quantities = { input_tokens: 812, output_tokens: 117 };
+    const first = await harness.post("/v1/usage", { account_id, meter, quantities, idempotency_key: uniqueId("req"), description: `${tag} one` });
+    expectStatus(first, 201);
+    const later = new Date(clock.now().getTime() + 3_600_000);
+    expectStatus(await putPrice(meter, { unit_prices: { input_tokens: "5", output_tokens: "20" }, per: "1000000", valid_from: later.toISOString() }), 201);
+    clock.advance(3_600_000);
+    try {
+      const second = await harness.post("/v1/usage", { account_id, meter, quantities, idempotency_key: uniqueId("req"), description: `${tag} two` });
+      expectStatus(second, 201);
+      const batch_id = crypto.randomUUID();
+      // A batch is inserted in key order: these keys make the amount row the newer of the two.
+      const batch_key = uniqueId("req");
+      const batch = await harness.post("/v1/usage/batch", {
+        entries: [
+          { account_id, meter, quantities: { input_tokens: 1000 }, idempotency_key: `${batch_key}-1`, batch_id },
+          { account_id, amount: "0.1", idempotency_key: `${batch_key}-2`, batch_id },
+        ],
+      });
+      expect(batch.body).toEqual({ inserted: 2, replayed: 0 });
+
+      const explained = (item: Record<string, unknown>) => [item.type, item.amount, item.meter, item.quantities, item.price_version, item.batch_count];
+      const grouped = await harness.get(`/v1/accounts/${account_id}/entries`);
+      expectStatus(grouped, 200);
+      expect(grouped.body.items.map(explained)).toEqual([
+        ["usage", "0.105", undefined, undefined, undefined, 2],
+        ["usage", "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2, 1],
+        ["usage", "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1, 1],
+        ["purchase", "1", undefined, undefined, undefined, 1],
+      ]);
+      // A batch item stands for rows that may differ: it names no meter at all (not even null).
+      expect(Object.keys(grouped.body.items[0])).not.toContain("meter");
+      expect(Object.keys(grouped.body.items[3])).not.toContain("meter");
+      expect(grouped.body.items.map((item: { balance_after: string }) => item.balance_after)).toEqual(["0.8854", "0.9904", "0.9968", "1"]);
+
+      const ungrouped = await harness.get(`/v1/accounts/${account_id}/entries?group_batches=false`);
+      expectStatus(ungrouped, 200);
+      // 1000 input tokens at 5 per million under version 2.
+      expect(ungrouped.body.items.map(explained)).toEqual([
+        ["usage", "0.1", undefined, undefined, undefined, 1],
+        ["usage", "0.005", meter, { input_tokens: 1000 }, 2, 1],
+        ["usage", "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2, 1],
+        ["usage", "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1, 1],
+        ["purchase", "1", undefined, undefined, undefined, 1],
+      ]);
+
+      const all = await harness.get(`/v1/entries?search=${encodeURIComponent(tag)}`);
+      expectStatus(all, 200);
+      expect(all.body.items.map((item: Record<string, unknown>) => [item.description, item.amount, item.meter, item.quantities, item.price_version])).toEqual([
+        [`${tag} two`, "0.0064", meter, { input_tokens: 812, output_tokens: 117 }, 2],
+        [`${tag} one`, "0.0032", meter, { input_tokens: 812, output_tokens: 117 }, 1],
+      ]);
+
+      const one = await harness.get(`/v1/entries/${first.body.id}`);
+      expectStatus(one, 200);
+      expect(one.body).toMatchObject({ id: first.body.id, amount: "0.0032", meter, quantities: { input_tokens: 812, output_tokens: 117 }, price_version: 1, refunded_amount: "0" });
+    } finally {
+      clock.advance(-3_600_000);
+    }
   });
 });
 

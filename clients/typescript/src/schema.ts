@@ -878,7 +878,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -990,7 +990,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1152,6 +1152,14 @@ export interface components {
              * @description Hold captures only: the hold this usage closed.
              */
             hold_id?: string;
+            /** @description Priced usage listed as an entry only: the meter it was posted for. A batch item (rows grouped) has none; list with `group_batches=false` to see its rows'. */
+            meter?: string;
+            /** @description Priced usage listed as an entry only: the quantities posted, e.g. tokens in and out. */
+            quantities?: {
+                [key: string]: number;
+            };
+            /** @description Priced usage listed as an entry only: the version of the meter's price that `amount` was computed from (listed by GET /v1/prices/{meter}). */
+            price_version?: number;
         };
         EntryDetail: components["schemas"]["Entry"] & {
             /**
@@ -1345,7 +1353,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1399,7 +1407,7 @@ export interface components {
              */
             meter?: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117
@@ -1568,7 +1576,7 @@ export interface components {
              */
             meter: string;
             /**
-             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names, each priced by the meter's price.
+             * @description What was measured, by name: non-negative whole numbers below 2^53, at most 16 names of 1-64 characters of a-z and _, each priced by the meter's price.
              * @example {
              *       "input_tokens": 812,
              *       "output_tokens": 117

@@ -126,6 +126,18 @@ const HistoryItemSchema = z
     counterpart_entry_id: z.uuid().optional().openapi({ description: "Transfer legs only: the other leg." }),
     transfer_id: z.uuid().optional().openapi({ description: "Transfer legs only: the transfer." }),
     hold_id: z.uuid().optional().openapi({ description: "Hold captures only: the hold this usage closed." }),
+    meter: z.string().optional().openapi({
+      description: "Priced usage listed as an entry only: the meter it was posted for. A batch item (rows grouped) has none; list with `group_batches=false` to see its rows'.",
+    }),
+    quantities: z
+      .record(z.string(), z.number().int())
+      .optional()
+      .openapi({ description: "Priced usage listed as an entry only: the quantities posted, e.g. tokens in and out." }),
+    price_version: z
+      .number()
+      .int()
+      .optional()
+      .openapi({ description: "Priced usage listed as an entry only: the version of the meter's price that `amount` was computed from (listed by GET /v1/prices/{meter})." }),
   })
   .openapi("HistoryItem");
 

@@ -1,6 +1,6 @@
 import { createRoute, z } from "@hono/zod-openapi";
 import type { Context } from "hono";
-import { BATCH_ROWS_MAX, postUsageBatch } from "../../ledger/posting/batch.js";
+import { BATCH_ROWS_MAX, postUsageBatch, storedUsage, usageIdentity } from "../../ledger/posting/batch.js";
 import type { LedgerContext } from "../../ledger/core/context.js";
 import { postCredit } from "../../ledger/posting/credits.js";
 import { postDebit } from "../../ledger/posting/debits.js";
@@ -59,7 +59,7 @@ const UsageSchema = z
   .openapi("UsageRequest", {
     example: { account_id: "org_42", meter: "gpt-x", quantities: { input_tokens: 812, output_tokens: 117 }, idempotency_key: "req_01J9ZP3K6X", description: "gpt-x completion" },
   });
-const UsageBatchSchema = z
+export const UsageBatchSchema = z
   .strictObject({ entries: z.array(UsageSchema).min(1).max(BATCH_ROWS_MAX) })
   .openapi("UsageBatchRequest", {
     example: { entries: [{ account_id: "org_42", amount: "0.0012", idempotency_key: "req_01J9ZP4A01" }, { account_id: "org_7", amount: "0.5", idempotency_key: "req_01J9ZP4A03" }] },
@@ -94,8 +94,12 @@ function toRequest(type: EntryType, body: PostingBody): EntryRequest {
   };
 }
 
-/** A usage row as posted: the amount is the client's, or blank until priced (`priced` below). */
-function usageRequest(body: UsageBody): EntryRequest {
+/**
+ * A usage row as posted: the amount is the client's, or blank until priced (`priceRows` below). Every request has
+ * the same fields in the same order (meter, quantities and price_version null when unpriced), so a batch's requests
+ * share one object shape.
+ */
+export function usageRequest(body: UsageBody): EntryRequest {
   return {
     account_id: body.account_id,
     type: "usage",
@@ -104,30 +108,70 @@ function usageRequest(body: UsageBody): EntryRequest {
     batch_id: body.batch_id ?? null,
     description: body.description ?? null,
     metadata: body.metadata ?? null,
-    ...(body.meter === undefined ? {} : { meter: body.meter, quantities: body.quantities ?? null }),
+    meter: body.meter ?? null,
+    quantities: body.meter === undefined ? null : (body.quantities ?? null),
+    price_version: null,
   };
 }
 
-function priced(request: EntryRequest, usage: PricedUsage, field = ""): EntryRequest {
-  refuseZeroCost(usage, field);
+function priced(request: EntryRequest, usage: PricedUsage): EntryRequest {
+  refuseZeroCost(usage);
   return { ...request, amount: usage.amount, price_version: usage.price_version };
 }
 
 /**
- * Prices the metered rows of a batch (all at once, from the cache: no round trip when warm) and refuses the whole
- * batch if any row cannot be priced.
+ * Prices the metered rows of a batch, from the cache (no round trip when warm), filling in their amount and price
+ * version; the requests are the handler's own, so they are completed in place rather than copied, 10,000 at a time.
+ * The whole batch is refused if a row cannot be priced, unless that row was already posted: as for one row, a retry
+ * of usage priced earlier stays a replay (of the stored row, at its stored price) even if the price in force now
+ * would not price it, or would price it at zero. Rows already posted under their key carry the stored amount, and
+ * postUsageBatch answers them as replays or, if the body differs, refuses the batch with 409.
  */
-async function priceRows(ledger: LedgerContext, requests: EntryRequest[]): Promise<EntryRequest[]> {
-  const metered = requests.flatMap((request, index) =>
-    request.meter ? [{ index, usage: { meter: request.meter, quantities: request.quantities! }, field: `entries[${index}].` }] : [],
-  );
-  if (metered.length === 0) return requests;
-  const prices = await priceUsages(ledger, metered);
-  const result = [...requests];
-  metered.forEach(({ index, field }, position) => {
-    result[index] = priced(requests[index]!, prices[position]!, field);
+export async function priceRows(ledger: LedgerContext, requests: EntryRequest[]): Promise<EntryRequest[]> {
+  const metered: EntryRequest[] = [];
+  const positions: number[] = [];
+  requests.forEach((request, index) => {
+    if (request.meter) {
+      metered.push(request);
+      positions.push(index);
+    }
   });
-  return result;
+  if (metered.length === 0) return requests;
+  try {
+    await fillPrices(ledger, metered, positions);
+  } catch (error) {
+    if (!(error instanceof TallyError)) throw error;
+    const stored = await storedUsage(ledger.database, metered);
+    if (stored.size === 0) throw error;
+    const unposted: EntryRequest[] = [];
+    const unpostedPositions: number[] = [];
+    metered.forEach((request, position) => {
+      const row = stored.get(usageIdentity(request.account_id, request.idempotency_key));
+      if (row) {
+        request.amount = row.amount;
+        request.price_version = row.price_version;
+      } else {
+        unposted.push(request);
+        unpostedPositions.push(positions[position]!);
+      }
+    });
+    await fillPrices(ledger, unposted, unpostedPositions);
+  }
+  return requests;
+}
+
+/** Prices `requests` (metered) and completes them; `positions` are their indexes in the batch, for error fields. */
+async function fillPrices(ledger: LedgerContext, requests: EntryRequest[], positions: number[]): Promise<void> {
+  const usages = requests.map((request) => ({ meter: request.meter!, quantities: request.quantities! }));
+  const fieldOf = (position: number) => `entries[${positions[position]}].`;
+  const prices = await priceUsages(ledger, usages, fieldOf);
+  prices.forEach((usage, position) => {
+    if (usage.nanos === 0n) refuseZeroCost(usage, fieldOf(position));
+  });
+  prices.forEach((usage, position) => {
+    requests[position]!.amount = usage.amount;
+    requests[position]!.price_version = usage.price_version;
+  });
 }
 
 const USAGE_ERRORS = [...WRITE_ERRORS, "price_not_found", "zero_cost_usage"] as const;

@@ -3,11 +3,16 @@ import {
   METER_PATTERN,
   PRICE_LIMITS,
   PRICE_PER_VALUES,
+  QUANTITIES_COUNT_MESSAGES,
   QUANTITY_MAX,
+  QUANTITY_NAME_MESSAGE,
   QUANTITY_NAME_PATTERN,
+  QUANTITY_VALUE_MESSAGES,
   UNIT_PRICE_MESSAGE,
   parseUnitPrice,
+  quantitiesProblems,
 } from "../../ledger/prices/price-rules.js";
+import { openApiSchemaOf } from "../openapi/documented-by.js";
 import { RFC_3339 } from "../schemas.js";
 
 /** Request pieces of priced usage, shared by prices, usage, balance checks and holds (src/ledger/prices/). */
@@ -17,23 +22,42 @@ export const MeterSchema = z
   .regex(METER_PATTERN, "must be 1-128 characters of A-Z a-z 0-9 . _ : / @ -")
   .openapi({ description: "A model or operation name.", example: "gpt-x" });
 
-const QuantityNameSchema = z.string().regex(QUANTITY_NAME_PATTERN, "must be 1-64 characters of a-z and _");
+const QuantityNameSchema = z.string().regex(QUANTITY_NAME_PATTERN, QUANTITY_NAME_MESSAGE);
 
-export const QuantitiesSchema = z
+/**
+ * The rules of a usage's quantities, as documented: the OpenAPI document shows this schema. Requests are checked by
+ * `quantitiesProblems` (src/ledger/prices/price-rules.ts) instead, which accepts and refuses exactly the same values
+ * (test/unit/quantities.test.ts) at a fraction of the cost: it runs for every row of a priced batch.
+ */
+export const QuantitiesDocumentation = z
   .record(
     QuantityNameSchema,
     z
       .number()
-      .int("must be a whole number")
-      .min(0, "must not be negative")
-      .max(QUANTITY_MAX, "must be below 2^53"),
+      .int(QUANTITY_VALUE_MESSAGES.whole)
+      .min(0, QUANTITY_VALUE_MESSAGES.negative)
+      .max(QUANTITY_MAX, QUANTITY_VALUE_MESSAGES.too_large),
   )
-  .refine((value) => Object.keys(value).length >= 1, "must name at least one quantity")
-  .refine((value) => Object.keys(value).length <= PRICE_LIMITS.quantity_names_max, `must name at most ${PRICE_LIMITS.quantity_names_max} quantities`)
+  .refine((value) => Object.keys(value).length >= 1, QUANTITIES_COUNT_MESSAGES.none)
+  .refine((value) => Object.keys(value).length <= PRICE_LIMITS.quantity_names_max, QUANTITIES_COUNT_MESSAGES.too_many)
   .openapi({
-    description: `What was measured, by name: non-negative whole numbers below 2^53, at most ${PRICE_LIMITS.quantity_names_max} names, each priced by the meter's price.`,
+    description:
+      `What was measured, by name: non-negative whole numbers below 2^53, at most ${PRICE_LIMITS.quantity_names_max} names of 1-64 ` +
+      "characters of a-z and _, each priced by the meter's price.",
     example: { input_tokens: 812, output_tokens: 117 },
+    // The refinements do not reach the document by themselves.
+    minProperties: 1,
+    maxProperties: PRICE_LIMITS.quantity_names_max,
   });
+
+export const QuantitiesSchema = z
+  .custom<Record<string, number>>()
+  .superRefine((value, context) => {
+    for (const problem of quantitiesProblems(value)) {
+      context.addIssue({ code: "custom", path: problem.name === undefined ? [] : [problem.name], message: problem.message });
+    }
+  })
+  .openapi(openApiSchemaOf(QuantitiesDocumentation));
 
 export const UnitPricesSchema = z
   .record(

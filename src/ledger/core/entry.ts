@@ -142,34 +142,52 @@ export function toEntry(row: EntryRow): Entry {
 
 /** JSON with object keys sorted, so that key order is never meaning; the input of every request fingerprint. */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const keys = Object.keys(value).sort();
-    return `{${keys.map((key) => `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`).join(",")}}`;
+  if (value === null || typeof value !== "object") return JSON.stringify(value);
+  if (Array.isArray(value)) {
+    let text = "[";
+    for (let index = 0; index < value.length; index++) {
+      if (index > 0) text += ",";
+      // As Array.prototype.join writes it: an item JSON cannot hold (undefined, a function) is empty.
+      text += canonicalJson(value[index]) ?? "";
+    }
+    return `${text}]`;
   }
-  return JSON.stringify(value);
+  const keys = Object.keys(value).sort();
+  let text = "{";
+  for (let index = 0; index < keys.length; index++) {
+    const key = keys[index]!;
+    if (index > 0) text += ",";
+    text += `${JSON.stringify(key)}:${canonicalJson((value as Record<string, unknown>)[key])}`;
+  }
+  return `${text}}`;
 }
 
 /**
  * The fingerprint an idempotency key is bound to. The account id and the key itself are the lookup, so they are
  * left out; everything the client sent that shapes the row is in, with the amount already canonical ("1.50" and "1.5" are the
  * same request) and metadata keys sorted (key order is not meaning).
+ *
+ * Fingerprints are stored (entries.request_hash) and compared with every retry, so the text hashed must never
+ * change. It is canonicalJson of the object `fingerprintObject` in test/unit/request-hash.test.ts describes, written
+ * out here field by field in sorted key order because it runs once per row of every batch (building the object and
+ * sorting its keys cost more than the hash itself); that test holds the two to the same text.
  */
 export function requestHash(request: EntryRequest): string {
+  return createHash("sha256").update(fingerprintText(request)).digest("hex");
+}
+
+export function fingerprintText(request: EntryRequest): string {
+  // Priced usage is bound to what the client sent (meter and quantities), not to what the price made of it.
   const priced = request.meter !== undefined && request.meter !== null;
-  const fingerprint = canonicalJson({
-    type: request.type,
-    // Priced usage is bound to what the client sent (meter and quantities), not to what the price made of it.
-    ...(priced ? { meter: request.meter, quantities: request.quantities } : { amount: request.amount }),
-    batch_id: request.batch_id,
-    description: request.description,
-    metadata: request.metadata,
-    // Only when set, so the fingerprint of every request without links is what it always was.
-    ...(request.original_entry_id ? { original_entry_id: request.original_entry_id } : {}),
-    ...(request.direction && request.type === "adjustment" ? { direction: request.direction } : {}),
-    // Lot attributes join the fingerprint only when set, so every hash written before lots existed still matches.
-    ...(request.priority !== undefined && request.priority !== null ? { priority: request.priority } : {}),
-    ...(request.expires_at !== undefined && request.expires_at !== null ? { expires_at: request.expires_at } : {}),
-  });
-  return createHash("sha256").update(fingerprint).digest("hex");
+  let text = priced ? "{" : `{"amount":${canonicalJson(request.amount)},`;
+  text += `"batch_id":${canonicalJson(request.batch_id)},"description":${canonicalJson(request.description)},`;
+  // Links and lot attributes only when set, so the fingerprint of every request without them is what it always was.
+  if (request.direction && request.type === "adjustment") text += `"direction":${canonicalJson(request.direction)},`;
+  if (request.expires_at !== undefined && request.expires_at !== null) text += `"expires_at":${canonicalJson(request.expires_at)},`;
+  text += `"metadata":${canonicalJson(request.metadata)},`;
+  if (priced) text += `"meter":${canonicalJson(request.meter)},`;
+  if (request.original_entry_id) text += `"original_entry_id":${canonicalJson(request.original_entry_id)},`;
+  if (request.priority !== undefined && request.priority !== null) text += `"priority":${canonicalJson(request.priority)},`;
+  if (priced) text += `"quantities":${canonicalJson(request.quantities)},`;
+  return `${text}"type":${canonicalJson(request.type)}}`;
 }

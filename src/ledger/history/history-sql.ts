@@ -94,7 +94,8 @@ rollup AS (
 }
 
 const ITEM_COLUMNS = `position::text AS position, id, type, amount::text AS amount, delta::text AS delta,
-  idempotency_key, batch_id, description, metadata, row_count::text AS row_count, first_at, last_at, hold_id`;
+  idempotency_key, batch_id, description, metadata, row_count::text AS row_count, first_at, last_at, hold_id,
+  meter, quantities, price_version`;
 
 /** One page of grouped items below the position bound, newest first, and the snapshot it was read in. */
 export const GROUPED_PAGE_SQL = `
@@ -102,7 +103,7 @@ WITH ${batchItemsCte("below", true)},
 singles AS (
   SELECT e.seq AS position, e.id::text AS id, e.type, e.amount, e.delta, e.idempotency_key, NULL::text AS batch_id,
          e.description, e.metadata, 1::bigint AS row_count, e.created_at AS first_at, e.created_at AS last_at,
-         e.hold_id::text AS hold_id
+         e.hold_id::text AS hold_id, e.meter, e.quantities, e.price_version
   FROM entries e
   WHERE e.account_id = $1 AND e.batch_id IS NULL AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
     AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
@@ -110,7 +111,9 @@ singles AS (
 ), batches AS (
   SELECT b.last_seq AS position, b.batch_id::text AS id, 'usage'::text AS type, b.amount_total AS amount,
          b.delta_total AS delta, NULL::text AS idempotency_key, b.batch_id::text AS batch_id, NULL::text AS description,
-         NULL::jsonb AS metadata, b.row_count, b.first_at, b.last_at, NULL::text AS hold_id
+         NULL::jsonb AS metadata, b.row_count, b.first_at, b.last_at, NULL::text AS hold_id,
+         -- A batch may mix meters and prices: its rows show theirs when listed one by one (group_batches=false).
+         NULL::text AS meter, NULL::jsonb AS quantities, NULL::integer AS price_version
   FROM batch_items b
 )
 SELECT ${ITEM_COLUMNS} FROM (SELECT * FROM singles UNION ALL SELECT * FROM batches) AS items
@@ -121,7 +124,8 @@ ORDER BY items.position DESC LIMIT $4::bigint`;
 export const UNGROUPED_PAGE_SQL = `
 SELECT e.seq::text AS position, e.id::text AS id, e.type, e.amount::text AS amount, e.delta::text AS delta,
        e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, '1' AS row_count,
-       e.created_at AS first_at, e.created_at AS last_at, e.hold_id::text AS hold_id
+       e.created_at AS first_at, e.created_at AS last_at, e.hold_id::text AS hold_id,
+       e.meter, e.quantities, e.price_version
 FROM entries e
 WHERE e.account_id = $1 AND pg_visible_in_snapshot(e.xid, $2::pg_snapshot)
   AND ${positionBound("e.seq", "below")} ${SINGLE_FILTERS}
@@ -221,7 +225,7 @@ SELECT count(*) >= $2::bigint AS far_behind FROM (
 export const ALL_ENTRIES_PAGE_SQL = `
 SELECT e.id::text AS position, e.id::text AS id, e.account_id, e.type, e.amount::text AS amount, e.delta::text AS delta,
        e.idempotency_key, e.batch_id::text AS batch_id, e.description, e.metadata, e.created_at,
-       e.hold_id::text AS hold_id
+       e.hold_id::text AS hold_id, e.meter, e.quantities, e.price_version
 FROM entries e
 WHERE pg_visible_in_snapshot(e.xid, $1::pg_snapshot)
   AND ($2::uuid IS NULL OR e.id < $2::uuid)

@@ -52,6 +52,13 @@ export interface HistoryItem {
   transfer_id?: string;
   /** Present only on a hold's capture: the hold it closed. */
   hold_id?: string;
+  /**
+   * Present only on priced usage listed as an entry (a batch item stands for rows that may differ): the meter and
+   * quantities posted and the price version the amount came from, so every charge can be explained later.
+   */
+  meter?: string;
+  quantities?: Record<string, number>;
+  price_version?: number;
 }
 
 export interface HistoryPosition {
@@ -91,6 +98,9 @@ interface ItemRow {
   first_at: Date | string;
   last_at: Date | string;
   hold_id: string | null;
+  meter: string | null;
+  quantities: Record<string, number> | null;
+  price_version: number | null;
 }
 
 /** `%`, `_` and `\` in a search are literal characters, never wildcards. */
@@ -245,6 +255,7 @@ export async function listHistory(
     last_created_at: new Date(row.last_at).toISOString(),
     ...(row.hold_id ? { hold_id: row.hold_id } : {}),
     balance_after: balances === undefined ? null : formatNanos(balances.after[index]!),
+    ...(row.meter === null ? {} : { meter: row.meter, quantities: row.quantities ?? {}, price_version: Number(row.price_version) }),
   }));
   // Refunds, reversals and transfer legs show what they refer to.
   const items = await withLinks(context, rowItems);

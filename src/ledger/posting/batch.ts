@@ -1,4 +1,6 @@
+import type { Queryable } from "../../db/port.js";
 import { TallyError } from "../../errors.js";
+import { canonicalNumeric } from "../core/amount.js";
 import { maybeRefreshAfterWrite } from "../balances/checkpoints.js";
 import type { LedgerContext } from "../core/context.js";
 import { requestHash, type EntryRequest } from "../core/entry.js";
@@ -32,13 +34,35 @@ SELECT entries.account_id, entries.idempotency_key, entries.request_hash
 FROM unnest($1::text[], $2::text[]) AS wanted(account_id, idempotency_key)
 JOIN entries ON entries.account_id = wanted.account_id AND entries.idempotency_key = wanted.idempotency_key`;
 
+const FIND_STORED_SQL = `
+SELECT entries.account_id, entries.idempotency_key, entries.amount::text AS amount, entries.price_version
+FROM unnest($1::text[], $2::text[]) AS wanted(account_id, idempotency_key)
+JOIN entries ON entries.account_id = wanted.account_id AND entries.idempotency_key = wanted.idempotency_key`;
+
+/**
+ * The rows already posted under the keys of `requests`, by usageIdentity(account_id, idempotency_key): what a
+ * retried batch replays. One statement; rows are never deleted, so a row found here is there when the batch inserts.
+ */
+export async function storedUsage(
+  database: Queryable,
+  requests: readonly EntryRequest[],
+): Promise<Map<string, { amount: string; price_version: number | null }>> {
+  const rows = await database.query<{ account_id: string; idempotency_key: string; amount: string; price_version: number | null }>(
+    FIND_STORED_SQL,
+    [requests.map((request) => request.account_id), requests.map((request) => request.idempotency_key)],
+  );
+  return new Map(rows.map((row) => [usageIdentity(row.account_id, row.idempotency_key), { amount: canonicalNumeric(row.amount), price_version: row.price_version }]));
+}
+
 interface HashedRow {
   index: number;
   request: EntryRequest;
   hash: string;
 }
 
-const identity = (account_id: string, idempotency_key: string) => JSON.stringify([account_id, idempotency_key]);
+/** A row's identity in the ledger: its account and idempotency key. */
+export const usageIdentity = (account_id: string, idempotency_key: string) => JSON.stringify([account_id, idempotency_key]);
+const identity = usageIdentity;
 
 /**
  * Drops exact repeats within the batch (the caller counts them as replayed) and refuses a key that appears twice
