@@ -1,4 +1,3 @@
-import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { canonicalNumeric } from "../../src/ledger/core/amount.js";
 import { listEventsAfter } from "../../src/ledger/events/events.js";
@@ -7,6 +6,7 @@ import { loadFoldState, loadUnfolded } from "../../src/ledger/lots/lot-store.js"
 import { postLotCredit } from "../../src/ledger/lots/lot-credits.js";
 import { FOLD_CHUNK_ROWS, foldLots } from "../../src/ledger/lots/settle.js";
 import { sweepExpiredLots } from "../../src/ledger/lots/sweep.js";
+import { genericPlanReads } from "../support/generic-plan.js";
 import { createHarness, TestClock, uniqueId } from "../support/harness.js";
 
 const HOUR_MS = 3_600_000;
@@ -444,15 +444,6 @@ describe("concurrency", () => {
 });
 
 describe("reads after a fold", () => {
-  /** Every plan node that reads `entries`, with what it returned and what it read and threw away. */
-  function entriesNodes(plan: Record<string, unknown>): { returned: number; discarded: number }[] {
-    const own =
-      plan["Relation Name"] === "entries"
-        ? [{ returned: Number(plan["Actual Rows"]), discarded: Number(plan["Rows Removed by Filter"] ?? 0) + Number(plan["Rows Removed by Index Recheck"] ?? 0) }]
-        : [];
-    return [...own, ...((plan.Plans as Record<string, unknown>[] | undefined) ?? []).flatMap(entriesNodes)];
-  }
-
   it("start at the fold's position inside a large transaction, as an index condition even in a generic plan", async () => {
     const account = await harness.createAccount();
     await credit(account, "100");
@@ -485,26 +476,7 @@ describe("reads after a fold", () => {
     };
     const { entries } = await loadUnfolded(capturing, account, state, { below_horizon: false, limit: 5001 });
     expect(entries).toEqual([]);
-    // PREPARE goes over the simple protocol (a raw connection): over the extended one, its $n would be taken for
-    // parameters of the PREPARE statement itself.
-    const raw = postgres(harness.databaseUrl, { max: 1, onnotice: () => {} });
-    const plan = await raw
-      .begin(async (transaction) => {
-        await transaction.unsafe("SET LOCAL plan_cache_mode = force_generic_plan").simple();
-        await transaction.unsafe(`PREPARE unfolded_read AS ${captured!.text}`).simple();
-        const [prepared] = await transaction.unsafe<{ types: string[] }[]>(
-          "SELECT parameter_types::text[] AS types FROM pg_prepared_statements WHERE name = 'unfolded_read'",
-        );
-        // EXECUTE's arguments as literals: a parameter of an EXPLAIN statement has no type to infer.
-        const literal = (value: unknown) => (value === null ? "NULL" : `'${String(value).replaceAll("'", "''")}'`);
-        const values = captured!.parameters.map((value, index) => `${literal(value)}::${prepared!.types[index]}`).join(", ");
-        const [row] = await transaction.unsafe<{ "QUERY PLAN": [{ Plan: Record<string, unknown> }] }[]>(
-          `EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE unfolded_read(${values})`,
-        );
-        return row!["QUERY PLAN"][0].Plan;
-      })
-      .finally(() => raw.end());
-    const nodes = entriesNodes(plan);
+    const nodes = await genericPlanReads(harness.databaseUrl, captured!.text, captured!.parameters, "entries");
     expect(nodes.length).toBeGreaterThan(0);
     for (const node of nodes) expect(node.returned + node.discarded).toBeLessThan(10);
   });

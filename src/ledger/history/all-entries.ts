@@ -19,7 +19,7 @@ export async function listAllEntries(
   ];
   const rows = await context.database.query<EntryRow & { position: string }>(ALL_ENTRIES_PAGE_SQL, [
     snapshot,
-    after?.position ?? null,
+    after?.position ?? "ffffffff-ffff-ffff-ffff-ffffffffffff", // above every id: a bound a generic plan can use
     offset + limit + 1,
     ...shared,
   ]);

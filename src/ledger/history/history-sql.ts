@@ -5,7 +5,8 @@
  * meanwhile: no item is repeated or skipped.
  *
  * Parameters, shared by every statement here:
- *   $1 account id, $2 snapshot, $3 position bound (bigint or NULL), $4 row limit (bigint or NULL),
+ *   $1 account id, $2 snapshot, $3 position bound (bigint; the largest bigint from the first page on, never NULL),
+ *   $4 row limit (bigint or NULL),
  *   $5 types (text[] or NULL), $6 ILIKE pattern (text or NULL), $7 from, $8 to (timestamptz or NULL).
  *
  * An item's position is the seq of its last row (for a single entry, its own seq); items are listed by position,
@@ -27,12 +28,16 @@ const BATCH_FILTERS = (alias: string) => `
   AND ($7::timestamptz IS NULL OR ${alias}.last_at >= $7::timestamptz)
   AND ($8::timestamptz IS NULL OR ${alias}.last_at <= $8::timestamptz)`;
 
-/** below: position < $3 (or everything when $3 is NULL); above: position > $3; between: $9 < position < $3. */
+/**
+ * below: position < $3; above: position > $3; between: $9 < position < $3. The bound is always a value (the largest
+ * bigint for "everything"), never `$3 IS NULL OR …`: once PostgreSQL plans a prepared statement generically, such an
+ * OR is no index condition, and a page deep in a long history would read every item above its cursor.
+ */
 export type Bound = "below" | "above" | "between";
 
 function positionBound(column: string, bound: Bound): string {
   if (bound === "between") return `${column} < $3::bigint AND ${column} > $9::bigint`;
-  return bound === "below" ? `($3::bigint IS NULL OR ${column} < $3::bigint)` : `${column} > $3::bigint`;
+  return bound === "below" ? `${column} < $3::bigint` : `${column} > $3::bigint`;
 }
 
 /**
@@ -220,7 +225,7 @@ SELECT count(*) >= $2::bigint AS far_behind FROM (
 /**
  * Entries across all accounts, newest first by their time-ordered id (the id index serves the order, so a page
  * costs O(page)). Grouping is per account and is not offered here. Parameters: $1 snapshot, $2 id bound (uuid or
- * NULL), $3 limit, $4 types, $5 ILIKE pattern, $6 from, $7 to.
+ * the largest uuid on a first page: never NULL, see positionBound), $3 limit, $4 types, $5 ILIKE pattern, $6 from, $7 to.
  */
 export const ALL_ENTRIES_PAGE_SQL = `
 SELECT e.id::text AS position, e.id::text AS id, e.account_id, e.type, e.amount::text AS amount, e.delta::text AS delta,
@@ -228,7 +233,7 @@ SELECT e.id::text AS position, e.id::text AS id, e.account_id, e.type, e.amount:
        e.hold_id::text AS hold_id, e.meter, e.quantities, e.price_version
 FROM entries e
 WHERE pg_visible_in_snapshot(e.xid, $1::pg_snapshot)
-  AND ($2::uuid IS NULL OR e.id < $2::uuid)
+  AND e.id < $2::uuid
   AND ($4::text[] IS NULL OR e.type = ANY($4::text[]))
   AND ($5::text IS NULL OR e.description ILIKE $5::text ESCAPE '\\')
   AND ($6::timestamptz IS NULL OR e.created_at >= $6::timestamptz)

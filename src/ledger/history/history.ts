@@ -108,11 +108,14 @@ export function likePattern(search: string): string {
   return `%${search.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
 }
 
+/** Above every position (the largest bigint): "no bound" as a value, which a generic plan can use (history-sql.ts). */
+const ABOVE_EVERY_POSITION = "9223372036854775807";
+
 function parameters(account_id: string, snapshot: string, position: string | null, limit: number | null, filters: HistoryFilters) {
   return [
     account_id,
     snapshot,
-    position,
+    position ?? ABOVE_EVERY_POSITION,
     limit,
     filters.types ?? null,
     filters.search === undefined ? null : likePattern(filters.search),
