@@ -1,6 +1,6 @@
 import { formatNanos, numericToNanos } from "../core/amount.js";
 import { LotBook, applyEntry, compareLots, toAllocationEntry, type Lot, type LotSource } from "./allocation.js";
-import { toLot } from "./lot-store.js";
+import { END_OF_TRANSACTION, toLot } from "./lot-store.js";
 
 /**
  * `expiring_next` for a whole page of accounts from the one statement that reads the page (the console's account
@@ -36,7 +36,12 @@ LEFT JOIN LATERAL (
     SELECT entry.* FROM entries AS entry
     WHERE expiring_table.first_expires_at IS NOT NULL
       AND entry.account_id = requested.account_id
-      AND entry.xid >= GREATEST(COALESCE(lot_fold.position_xid, '0'::xid8), COALESCE(pg_snapshot_xmin(lot_fold.cut_snapshot), '0'::xid8))
+      -- After the position's transaction when the fold has finished it (END_OF_TRANSACTION in lot-store.ts); xid8
+      -- has no arithmetic, hence the round trip through numeric.
+      AND entry.xid >= GREATEST(
+        CASE WHEN lot_fold.position_seq = ${END_OF_TRANSACTION} THEN (lot_fold.position_xid::text::numeric + 1)::text::xid8
+             ELSE COALESCE(lot_fold.position_xid, '0'::xid8) END,
+        COALESCE(pg_snapshot_xmin(lot_fold.cut_snapshot), '0'::xid8))
       AND (lot_fold.cut_snapshot IS NULL OR NOT pg_visible_in_snapshot(entry.xid, lot_fold.cut_snapshot))
       AND (entry.xid, entry.seq) > (COALESCE(lot_fold.position_xid, '0'::xid8), COALESCE(lot_fold.position_seq, 0))
     ORDER BY entry.xid, entry.seq

@@ -41,7 +41,8 @@ export async function saveFoldState(database: Queryable, account_id: string, sta
 
 /**
  * The entries the fold has not applied yet: not visible in the last cut and after the position. The lower bound on
- * xid and the position are what let the (account_id, xid, seq) index read only them. With `below_horizon`, only entries of finished
+ * xid (after the position's transaction, when the fold has finished it: END_OF_TRANSACTION) is what lets the
+ * (account_id, xid) index read only them. With `below_horizon`, only entries of finished
  * transactions (xid below the statement snapshot's xmin), which can never be joined by an earlier one; without it,
  * every entry the statement's snapshot sees, which is what a cut applies. Either way the statement also returns its
  * own snapshot: for a cut, it is the cut.
@@ -63,9 +64,18 @@ LEFT JOIN LATERAL (
   LIMIT $7
 ) AS unfolded ON true`;
 
-function snapshotXmin(snapshot: string): bigint {
+export function snapshotXmin(snapshot: string): bigint {
   return BigInt(snapshot.split(":")[0]!);
 }
+
+/**
+ * The seq of a position that follows every row of its transaction: a fold that has applied every row below its
+ * horizon H records (H - 1, END_OF_TRANSACTION), and the next read starts at transaction H. Without it, a read after
+ * a fold that ended on the last row of a 10,000-row batch would visit the whole batch (its rows share the xid that
+ * the (account_id, xid) index is keyed on) to find none after the position: 140 ms a lot listing, measured on a
+ * bulk-loaded 250,000-row transaction.
+ */
+export const END_OF_TRANSACTION = "9223372036854775807";
 
 export async function loadUnfolded(
   database: Queryable,
@@ -74,6 +84,7 @@ export async function loadUnfolded(
   options: { below_horizon: boolean; limit: number },
 ): Promise<{ snapshot: string; entries: AllocationEntry[] }> {
   let lower = state.position_xid === null ? 0n : BigInt(state.position_xid);
+  if (state.position_seq === END_OF_TRANSACTION) lower += 1n;
   if (state.cut_snapshot !== null && snapshotXmin(state.cut_snapshot) > lower) lower = snapshotXmin(state.cut_snapshot);
   const rows = await database.query<{ snapshot: string } & Partial<EntryRowText>>(UNFOLDED_SQL, [
     account_id,

@@ -14,7 +14,9 @@ import {
   lockLots,
   saveFoldState,
   saveLots,
+  snapshotXmin,
   tableSource,
+  END_OF_TRANSACTION,
 } from "./lot-store.js";
 
 /** Entries one fold transaction applies: a bound on its length and on the locks it holds. */
@@ -38,8 +40,18 @@ export async function foldLots(context: LedgerContext, account_id: string): Prom
     const rows = await context.database.transaction(async (transaction) => {
       await lockLots(transaction, account_id);
       const state = await loadFoldState(transaction, account_id);
-      const { entries } = await loadUnfolded(transaction, account_id, state, { below_horizon: true, limit: FOLD_CHUNK_ROWS });
-      if (entries.length === 0) return 0;
+      const { snapshot, entries } = await loadUnfolded(transaction, account_id, state, { below_horizon: true, limit: FOLD_CHUNK_ROWS });
+      // A short chunk applied every row below the horizon H of its snapshot, and no row below H can appear later:
+      // the position becomes the end of transaction H - 1, so the next read starts at H (END_OF_TRANSACTION).
+      const finished = entries.length < FOLD_CHUNK_ROWS ? { xid: (snapshotXmin(snapshot) - 1n).toString(), seq: END_OF_TRANSACTION } : undefined;
+      if (entries.length === 0) {
+        // Nothing new; but a fold whose last chunk was exactly full ended inside (or at the end of) a transaction:
+        // record once that it is finished, so reads stop visiting its rows.
+        if (state.position_xid !== null && state.position_seq !== END_OF_TRANSACTION && finished && BigInt(finished.xid) >= BigInt(state.position_xid)) {
+          await saveFoldState(transaction, account_id, { ...state, position_xid: finished.xid, position_seq: finished.seq });
+        }
+        return 0;
+      }
       const book = new LotBook(tableSource(transaction, account_id));
       const allocation = { overage: state.overage };
       for (const entry of entries) await applyEntry(book, allocation, account_id, entry);
@@ -47,8 +59,8 @@ export async function foldLots(context: LedgerContext, account_id: string): Prom
       await saveLots(transaction, book.dirty());
       await saveFoldState(transaction, account_id, {
         ...state,
-        position_xid: last.xid.toString(),
-        position_seq: last.seq.toString(),
+        position_xid: finished?.xid ?? last.xid.toString(),
+        position_seq: finished?.seq ?? last.seq.toString(),
         overage: allocation.overage,
       });
       return entries.length;
