@@ -91,8 +91,13 @@ describe("webhook delivery across crashes", () => {
       data: { account_id: "acct_crash", balance: "0" },
     });
 
-    // The delivery log, read from the third process, shows the four attempts.
-    const log = await call(first, "GET", `/v1/webhook-endpoints/${endpoint.body.id}/deliveries`);
+    // The delivery log, read from the third process, shows the four attempts. The receiver has answered before
+    // tally records the answer: wait (bounded) for the record rather than race it.
+    let log = await call(first, "GET", `/v1/webhook-endpoints/${endpoint.body.id}/deliveries`);
+    while (log.body.deliveries?.[0]?.status === "pending" && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      log = await call(first, "GET", `/v1/webhook-endpoints/${endpoint.body.id}/deliveries`);
+    }
     expect(log.status).toBe(200);
     expect(log.body.deliveries).toHaveLength(1);
     expect(log.body.deliveries[0]).toMatchObject({ status: "succeeded", attempts: 4, last_response_status: 200 });
