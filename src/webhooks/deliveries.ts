@@ -2,6 +2,7 @@ import type { Queryable } from "../db/port.js";
 import type { WebhookDeliveryStatus } from "../db/schema.js";
 import { TallyError } from "../errors.js";
 import type { LedgerContext } from "../ledger/core/context.js";
+import { BIGINT_MAX } from "../db/keyset-bounds.js";
 
 /** Attempts shown per delivery: the automatic schedule makes about 15; manual retries add to them. */
 export const ATTEMPTS_SHOWN_MAX = 20;
@@ -129,13 +130,13 @@ export async function listWebhookDeliveries(
   options: { limit: number; status?: WebhookDeliveryStatus; before_event_id?: string },
 ): Promise<{ deliveries: WebhookDelivery[]; next_before_event_id?: string }> {
   await requireEndpoint(context.database, endpoint_id);
-  // One statement per filter and a bound that is always there (no `$n IS NULL OR …`): a generic plan of the
-  // prepared statement keeps both as index conditions, so a deep page does not walk the endpoint from its newest.
+  // One statement per filter and a bound that is always there (db/keyset-bounds.ts): a generic plan keeps both as
+  // index conditions, so a deep page does not walk the endpoint from its newest.
   const rows = await context.database.query<DeliveryRow>(
     `SELECT ${DELIVERY_COLUMNS} FROM webhook_deliveries
      WHERE endpoint_id = $1::uuid AND ${options.status === undefined ? "$2::text IS NULL" : "status = $2::text"} AND event_id < $3::bigint
      ORDER BY event_id DESC LIMIT $4`,
-    [endpoint_id, options.status ?? null, options.before_event_id ?? "9223372036854775807", options.limit + 1],
+    [endpoint_id, options.status ?? null, options.before_event_id ?? BIGINT_MAX, options.limit + 1],
   );
   const page = rows.slice(0, options.limit);
   return {

@@ -1,20 +1,11 @@
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
 import { productionLooking } from "../../src/cli/commands/token.js";
 import { JwtVerifier } from "../../src/auth/jwt.js";
+import { tally } from "../support/cli.js";
 import { createHarness, uniqueId } from "../support/harness.js";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const harness = createHarness();
 afterAll(() => harness.close());
-
-async function tally(args: string[], environment: Record<string, string> = {}) {
-  return promisify(execFile)(process.execPath, ["bin/tally.js", ...args], { cwd: ROOT, env: { PATH: process.env.PATH, ...environment } })
-    .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }))
-    .catch((error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }));
-}
 
 describe("the tally command", () => {
   it("answers --help for itself and its subcommands, and refuses an unknown one with exit 2", async () => {

@@ -1,18 +1,9 @@
-import { execFile } from "node:child_process";
-import path from "node:path";
-import { promisify } from "node:util";
 import { afterAll, describe, expect, it } from "vitest";
+import { tally } from "../support/cli.js";
 import { createHarness, uniqueId } from "../support/harness.js";
 
-const ROOT = path.resolve(import.meta.dirname, "../..");
 const harness = createHarness();
 afterAll(() => harness.close());
-
-async function tally(args: string[], environment: Record<string, string> = {}) {
-  return promisify(execFile)(process.execPath, ["bin/tally.js", ...args], { cwd: ROOT, env: { PATH: process.env.PATH, ...environment } })
-    .then(({ stdout, stderr }) => ({ code: 0, stdout, stderr }))
-    .catch((error: { code: number; stdout: string; stderr: string }) => ({ code: error.code, stdout: error.stdout, stderr: error.stderr }));
-}
 
 describe("tally renewals", () => {
   it("previews with --dry-run, writing nothing, then renews; refuses bad arguments with exit 2", async () => {

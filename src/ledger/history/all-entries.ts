@@ -3,6 +3,7 @@ import type { LedgerContext } from "../core/context.js";
 import { withLinks } from "../corrections/links.js";
 import { ALL_ENTRIES_COUNT_SQL, ALL_ENTRIES_PAGE_SQL } from "./history-sql.js";
 import { currentSnapshot, likePattern, type HistoryFilters, type HistoryPosition } from "./history.js";
+import { UUID_MAX } from "../../db/keyset-bounds.js";
 
 /** Entries across every account, newest first; an admin view, pinned to a snapshot like any history walk. */
 export async function listAllEntries(
@@ -19,7 +20,7 @@ export async function listAllEntries(
   ];
   const rows = await context.database.query<EntryRow & { position: string }>(ALL_ENTRIES_PAGE_SQL, [
     snapshot,
-    after?.position ?? "ffffffff-ffff-ffff-ffff-ffffffffffff", // above every id: a bound a generic plan can use
+    after?.position ?? UUID_MAX,
     offset + limit + 1,
     ...shared,
   ]);

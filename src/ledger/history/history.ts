@@ -13,6 +13,7 @@ import {
 } from "./history-sql.js";
 import { rollUpBatches } from "./rollup.js";
 import { withLinks } from "../corrections/links.js";
+import { BIGINT_MAX } from "../../db/keyset-bounds.js";
 
 export const HISTORY_PAGE_SIZE_MAX = 500;
 export const HISTORY_OFFSET_MAX = 10_000;
@@ -108,14 +109,11 @@ export function likePattern(search: string): string {
   return `%${search.replace(/[\\%_]/g, (character) => `\\${character}`)}%`;
 }
 
-/** Above every position (the largest bigint): "no bound" as a value, which a generic plan can use (history-sql.ts). */
-const ABOVE_EVERY_POSITION = "9223372036854775807";
-
 function parameters(account_id: string, snapshot: string, position: string | null, limit: number | null, filters: HistoryFilters) {
   return [
     account_id,
     snapshot,
-    position ?? ABOVE_EVERY_POSITION,
+    position ?? BIGINT_MAX, // "no bound" as a value (db/keyset-bounds.ts)
     limit,
     filters.types ?? null,
     filters.search === undefined ? null : likePattern(filters.search),

@@ -3,6 +3,7 @@ import type { LedgerContext } from "../core/context.js";
 import { ensureAccountsExist } from "../posting/posting.js";
 import { findHoldRow } from "./close.js";
 import { HOLD_COLUMNS, toHold, type Hold, type HoldRow, type HoldStatus } from "./hold.js";
+import { UUID_MAX } from "../../db/keyset-bounds.js";
 
 /**
  * The condition each listed status adds. `active` and `expired` are both stored as `active` and told apart by the
@@ -26,13 +27,6 @@ ORDER BY id DESC
 LIMIT $4`;
 }
 
-/**
- * The first page starts below the largest uuid rather than at `$2 IS NULL OR id < $2`: once PostgreSQL switches the
- * prepared statement to a generic plan, an OR with IS NULL is no index condition, and every later page would walk
- * the account's holds from the newest down to its cursor.
- */
-const BEFORE_EVERY_ID = "ffffffff-ffff-ffff-ffff-ffffffffffff";
-
 /** One hold; `visible` says whether the caller may see the hold's account (an end user sees only their own). */
 export async function getHold(
   context: LedgerContext,
@@ -55,7 +49,7 @@ export async function listHolds(
   const now = context.now();
   const rows = await context.database.query<HoldRow>(listSql(page.status ?? "any"), [
     account_id,
-    page.before_id ?? BEFORE_EVERY_ID,
+    page.before_id ?? UUID_MAX, // "no bound" as a value (db/keyset-bounds.ts)
     now.toISOString(),
     page.limit + 1,
   ]);

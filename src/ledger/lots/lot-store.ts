@@ -2,6 +2,7 @@ import type { Queryable } from "../../db/port.js";
 import type { LotStatus } from "../../db/schema.js";
 import { formatNanos, numericToNanos } from "../core/amount.js";
 import { toAllocationEntry, type AllocationEntry, type EntryRowText, type Lot, type LotKey, type LotSource } from "./allocation.js";
+import { BIGINT_MAX } from "../../db/keyset-bounds.js";
 
 /** Advisory-lock namespace (first key of the two-key form) for an account's lot fold and its expiries. */
 export const LOT_LOCK_NAMESPACE = 41;
@@ -75,7 +76,7 @@ export function snapshotXmin(snapshot: string): bigint {
  * the (account_id, xid) index is keyed on) to find none after the position: 140 ms a lot listing, measured on a
  * bulk-loaded 250,000-row transaction.
  */
-export const END_OF_TRANSACTION = "9223372036854775807";
+export const END_OF_TRANSACTION = BIGINT_MAX;
 
 export async function loadUnfolded(
   database: Queryable,
