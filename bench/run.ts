@@ -1,10 +1,10 @@
 import path from "node:path";
 import { SCOPES } from "../src/auth/scopes.js";
 import { setBenchDatabase, waitForQuiet } from "./lib/cpu.js";
-import { connect, createBenchKey, DEFAULT_BENCH_DATABASE_URL, describeMachine, describeSource, scratchDatabase, type Machine } from "./lib/database.js";
+import { connect, createBenchKey, DEFAULT_BENCH_DATABASE_URL, describeMachine, describeSource, MAX_CONNECTIONS_NEEDED, scratchDatabase, type Machine } from "./lib/database.js";
 import { loadResults, renderScenario, renderSummary, RESULTS_DIRECTORY, saveResult, updateReadmeSummary, type ScenarioResult } from "./lib/report.js";
 import { PROFILE_DIRECTORY, tallyStarter, type Scenario } from "./lib/scenario.js";
-import { REPOSITORY_ROOT, stopAllTally, takeTallyRecords } from "./lib/tally.js";
+import { REPOSITORY_ROOT, stopAllChildren, takeTallyRecords } from "./lib/tally.js";
 import { balanceRead } from "./scenarios/balance-read.js";
 import { drift } from "./scenarios/drift.js";
 import { history } from "./scenarios/history.js";
@@ -152,7 +152,7 @@ async function runScenario(
       targets: [],
     };
   } finally {
-    await stopAllTally();
+    await stopAllChildren();
     await sql.end({ timeout: 5 });
   }
 }
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
     if (interrupted) process.exit(130);
     interrupted = true;
     process.stderr.write(`\n${signal}: stopping tally and dropping ${database.name}\n`);
-    void stopAllTally()
+    void stopAllChildren()
       .then(() => (options.keep ? undefined : database.drop()))
       .finally(() => process.exit(130));
   };
@@ -186,6 +186,12 @@ async function main(): Promise<void> {
     }
     return cachedMachine;
   };
+
+  const max_connections = await database.maxConnections();
+  if (max_connections < MAX_CONNECTIONS_NEEDED) {
+    process.stderr.write(`bench: the server's max_connections is ${max_connections}; the bench opens up to about 95 connections at once and needs ${MAX_CONNECTIONS_NEEDED} (PostgreSQL's default)\n`);
+    process.exit(2);
+  }
 
   const runStarted = performance.now();
   write(`tally bench: ${selected.map((scenario) => scenario.name).join(", ")}${options.quick ? " (quick)" : ""} on ${database.name}`);
@@ -217,8 +223,10 @@ async function main(): Promise<void> {
   }
 }
 
-main().catch(async (error: unknown) => {
+// The run ends here even if a failed scenario left a pool or a timer behind: an open handle must never keep CI
+// waiting for a process that has finished its work.
+main().then(() => process.exit()).catch(async (error: unknown) => {
   process.stderr.write(`bench: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`);
-  await stopAllTally().catch(() => {});
+  await stopAllChildren().catch(() => {});
   process.exit(1);
 });

@@ -21,6 +21,8 @@ export interface ScratchDatabase {
   /** Drops (if present) and creates the database, then applies tally's migrations. */
   reset(): Promise<void>;
   drop(): Promise<void>;
+  /** The server's `max_connections`, read through the maintenance database (the scratch one may not exist yet). */
+  maxConnections(): Promise<number>;
 }
 
 export function scratchDatabase(url: string): ScratchDatabase {
@@ -45,10 +47,21 @@ export function scratchDatabase(url: string): ScratchDatabase {
     }
   }
 
+  async function maxConnections(): Promise<number> {
+    const sql = admin();
+    try {
+      const [row] = await sql<{ max_connections: string }[]>`SHOW max_connections`;
+      return Number(row!.max_connections);
+    } finally {
+      await sql.end({ timeout: 5 });
+    }
+  }
+
   return {
     url,
     name,
     drop,
+    maxConnections,
     async reset() {
       const sql = admin();
       try {
@@ -66,6 +79,17 @@ export function scratchDatabase(url: string): ScratchDatabase {
     },
   };
 }
+
+/**
+ * The largest pool a baseline opens, whatever its client count. The bench must run on PostgreSQL's default
+ * `max_connections` of 100: at 64 clients `ingest-single` keeps three 20-connection pools of tally's open (two tally
+ * processes and the ledger ceiling) beside the baseline's, so a 64-connection baseline pool was refused (`53300`).
+ * 32 connections are many more than 2 cores can keep busy.
+ */
+export const BASELINE_POOL_MAX = 32;
+
+/** The smallest `max_connections` the bench runs on (PostgreSQL's default); the runner refuses a server below it. */
+export const MAX_CONNECTIONS_NEEDED = 100;
 
 /** A postgres.js pool on the scratch database, for fills, baselines and checks. */
 export function connect(url: string, max: number): postgres.Sql {

@@ -80,9 +80,19 @@ export function takeTallyRecords(): TallyRecord[] {
   return taken;
 }
 
-/** Stops every child still running; the runner calls it when a scenario ends, however it ends. */
-export async function stopAllTally(): Promise<void> {
+/**
+ * Stops every child still running, tally processes and ceiling servers alike; the runner calls it when a scenario
+ * ends, however it ends. A scenario that fails half-way never reaches its own `stop()` calls, and a child left
+ * running keeps the bench process (and so CI) from exiting.
+ */
+export async function stopAllChildren(): Promise<void> {
   await Promise.all([...running].map((tally) => tally.stop()));
+  await Promise.all([...runningChildren].map((child) => {
+    const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
+    child.kill("SIGTERM");
+    const killer = setTimeout(() => child.kill("SIGKILL"), 5_000);
+    return exited.finally(() => clearTimeout(killer));
+  }));
 }
 
 export async function startTally(options: TallyOptions): Promise<TallyProcess> {

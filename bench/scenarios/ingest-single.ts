@@ -1,5 +1,5 @@
 import { insertEntry } from "../../src/ledger/posting/posting.js";
-import { connect, createAccounts } from "../lib/database.js";
+import { BASELINE_POOL_MAX, connect, createAccounts } from "../lib/database.js";
 import { HttpClient } from "../lib/http.js";
 import { percentiles, runInterleaved, type LoadResult, type Measured, type Side } from "../lib/load.js";
 import { figure, target, type Figure, type Target } from "../lib/report.js";
@@ -93,7 +93,7 @@ export const ingestSingle: Scenario = {
       const ceilingHttp = new HttpClient(ceiling.port, context.key, clients);
       const ledgerCeilingHttp = new HttpClient(ledgerCeiling.port, context.key, clients);
       const halves = [new HttpClient(tally.port, context.key, Math.ceil(clients / 2)), new HttpClient(second.port, context.key, Math.ceil(clients / 2))];
-      const pool = connect(context.database_url, clients);
+      const pool = connect(context.database_url, Math.min(clients, BASELINE_POOL_MAX));
       const database = queryable(pool);
       const results: Record<string, { tally: LoadResult; baseline: LoadResult }> = {};
       const distributions = clients === 1 ? (["spread"] as const) : (["spread", "one"] as const);
@@ -255,7 +255,7 @@ export const ingestSingle: Scenario = {
         duration_ms_per_side: duration_ms,
         rounds: ROUNDS,
         tally_pool_max: tally.pool_max,
-        baseline_pool: "postgres.js pool of size = clients",
+        baseline_pool: `postgres.js pool of size = clients, at most ${BASELINE_POOL_MAX}`,
         row: { amount: "0.000001 … 0.000997", metadata: METADATA },
         tally_env: "defaults (CHECKPOINT_REFRESH_EVERY=1000, CHECKPOINT_DELTA_MAX=5000), LOG_LEVEL=warn",
       },
