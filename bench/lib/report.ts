@@ -187,6 +187,11 @@ function escapeCell(text: string): string {
 }
 
 /** The README summary: headline figures and every target, from the saved JSON files. */
+/** Whether the kernel had huge pages reserved when the result was taken (results before 2026-12-01 do not say: none). */
+function hugePagesReserved(machine: Machine): boolean {
+  return machine.huge_pages !== undefined && !machine.huge_pages.startsWith("0 ");
+}
+
 export function renderSummary(results: readonly ScenarioResult[]): string {
   if (results.length === 0) return "No results yet: run `npm run bench`.";
   const lines: string[] = [];
@@ -202,9 +207,15 @@ export function renderSummary(results: readonly ScenarioResult[]): string {
       : models
           .map((model) => `${model}: ${results.filter((result) => result.machine.cpu_model === model).map((result) => `\`${result.scenario}\``).join(", ")}`)
           .join("; ");
+  // Huge pages change what a fresh PostgreSQL backend costs (README "Huge pages"): say which results had them.
+  const withHugePages = results.filter((result) => hugePagesReserved(result.machine)).map((result) => `\`${result.scenario}\``);
+  const hugePages =
+    withHugePages.length === results.length ? "with huge pages"
+    : withHugePages.length === 0 ? "without huge pages"
+    : `with huge pages for ${withHugePages.join(", ")} only`;
   lines.push(
     `Generated from \`bench/results/*.json\` (runs of ${runs.join(", ")}, tally at ${commits.join(", ")}) on ${machine.cores} cores (${cpu}), ` +
-      `${(machine.memory_bytes / 1024 ** 3).toFixed(1)} GiB, PostgreSQL ${machine.postgres_version}, Node.js ${machine.node_version}. ` +
+      `${(machine.memory_bytes / 1024 ** 3).toFixed(1)} GiB, PostgreSQL ${machine.postgres_version} (${hugePages}), Node.js ${machine.node_version}. ` +
       "Ratios are tally ÷ baseline, measured side by side in the same run.",
     "",
     "| Scenario | Figure | tally | baseline | ratio |",
