@@ -56,6 +56,14 @@ describe("a page deep in a long history, planned generically", () => {
     }
     const all = await genericPlanReads(harness.databaseUrl, ALL_ENTRIES_PAGE_SQL, [snapshot, cursor!.id, PAGE, null, null, null, null], "entries");
     expect(all.length).toBeGreaterThan(0);
-    expect(all.reduce((sum, read) => sum + read.discarded, 0), JSON.stringify(all)).toBeLessThanOrEqual(PAGE);
+    // The all-accounts listing reads every account. Rows other test files commit after the snapshot are read and
+    // dropped by its visibility test when their ids lie below the cursor: counted as discarded, they failed this
+    // check now and then. Counted after the EXPLAIN, they are at least as many as it saw; the defect this guards
+    // against discards every row above the cursor instead (half the table: thousands).
+    const [late] = await harness.database.query<{ rows: number }>(
+      "SELECT count(*)::int AS rows FROM entries WHERE id < $1::uuid AND NOT pg_visible_in_snapshot(xid, $2::pg_snapshot)",
+      [cursor!.id, snapshot],
+    );
+    expect(all.reduce((sum, read) => sum + read.discarded, 0), JSON.stringify(all)).toBeLessThanOrEqual(PAGE + late!.rows);
   });
 });

@@ -20,7 +20,10 @@ WITH horizon AS (
   SELECT pg_snapshot_xmin(pg_current_snapshot()) AS boundary
 ), start AS (
   SELECT COALESCE($2::xid8, (SELECT xid_boundary FROM rollup_boundaries WHERE account_id = $1), '0'::xid8) AS boundary
-), chunk AS (
+), chunk AS MATERIALIZED (
+  -- MATERIALIZED: referenced once, this CTE would be inlined and its expression copied into each of the three uses
+  -- of chunk.boundary below, and PostgreSQL ran the chunk's 50,000-entry index scan twice per plan (measured:
+  -- 8 + 10 ms of a 22 ms plan).
   SELECT ${chunkEndSql("$1", "(SELECT boundary FROM start)", "(SELECT boundary FROM horizon)", "$3::bigint")} AS boundary
 )
 SELECT start.boundary::text AS start, chunk.boundary::text AS "end", chunk.boundary >= horizon.boundary AS caught_up,
