@@ -187,7 +187,7 @@ function escapeCell(text: string): string {
 }
 
 /** The README summary: headline figures and every target, from the saved JSON files. */
-/** Whether the kernel had huge pages reserved when the result was taken (results before 2026-12-01 do not say: none). */
+/** Whether the kernel had huge pages reserved when the result was taken (results taken before commit 1786c4c do not say: none). */
 function hugePagesReserved(machine: Machine): boolean {
   return machine.huge_pages !== undefined && !machine.huge_pages.startsWith("0 ");
 }
