@@ -79,17 +79,25 @@ async function deliveriesOf(endpoint_id: string, query = "") {
   return response.body as { deliveries: any[]; next_cursor: string | null };
 }
 
-/** The delivery of `account`'s (only) event to the endpoint, found by its event id among other tests' deliveries. */
-async function deliveryOf(endpoint_id: string, account: string) {
-  const [event] = await harness.database.query<{ id: string }>("SELECT id::text AS id FROM balance_events WHERE account_id = $1", [account]);
+/**
+ * The first delivery in the endpoint's log that `matches`, paging through it: other test files' events reach the
+ * endpoint too, and can push the one sought off the first page.
+ */
+async function findDelivery(endpoint_id: string, matches: (delivery: any) => boolean) {
   let query = "?limit=500";
   for (let page = 0; page < 20; page++) {
     const { deliveries, next_cursor } = await deliveriesOf(endpoint_id, query);
-    const found = deliveries.find((item) => item.event_id === event!.id);
+    const found = deliveries.find(matches);
     if (found || next_cursor === null) return found;
     query = `?limit=500&cursor=${encodeURIComponent(next_cursor)}`;
   }
   return undefined;
+}
+
+/** The delivery of `account`'s (only) event to the endpoint, found by its event id among other tests' deliveries. */
+async function deliveryOf(endpoint_id: string, account: string) {
+  const [event] = await harness.database.query<{ id: string }>("SELECT id::text AS id FROM balance_events WHERE account_id = $1", [account]);
+  return findDelivery(endpoint_id, (item) => item.event_id === event!.id);
 }
 
 function verify(secret: string, request: ReceivedWebhook): unknown {
@@ -195,8 +203,7 @@ describe("delivery", () => {
     expect(() => verify("whsec_" + Buffer.alloc(32, 1).toString("base64"), event)).toThrow();
     expect(() => new Webhook(endpoint.secret).verify(event.body.replace('"0"', '"1"'), event.headers as Record<string, string>)).toThrow();
 
-    const { deliveries } = await deliveriesOf(endpoint.id);
-    const delivery = deliveries.find((item) => item.event_id === event.json.data.id);
+    const delivery = await findDelivery(endpoint.id, (item) => item.event_id === event.json.data.id);
     expect(delivery).toMatchObject({ status: "succeeded", attempts: 4, last_response_status: 200, next_attempt_at: null, last_error: null });
     expect(delivery.attempt_log.map((attempt: { outcome: string; response_status: number }) => [attempt.outcome, attempt.response_status])).toEqual([
       ["failed", 503],
@@ -397,7 +404,7 @@ describe("delivery", () => {
     expect(taken).toMatchObject({ id: first!.id, attempt: 2 });
     expect(await recordAttempt(harness.ledger, first!, { status: 200, duration_ms: 1 }, policy)).toMatchObject({ recorded: false });
     expect(await recordAttempt(harness.ledger, taken!, { status: 500, duration_ms: 1 }, policy)).toMatchObject({ recorded: true });
-    const delivery = (await deliveriesOf(endpoint.id)).deliveries.find((item) => item.id === first!.id);
+    const delivery = await findDelivery(endpoint.id, (item) => item.id === first!.id);
     expect(delivery).toMatchObject({ status: "pending", attempts: 2, last_response_status: 500 });
     expect(delivery.attempt_log.map((attempt: { outcome: string }) => attempt.outcome)).toEqual(["interrupted", "failed"]);
     clock.set(new Date());
