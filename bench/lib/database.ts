@@ -37,22 +37,11 @@ export function scratchDatabase(url: string): ScratchDatabase {
   }
   const maintenance = new URL(url);
   maintenance.pathname = "/postgres";
-  const admin = () => postgres(maintenance.toString(), { max: 1, onnotice: () => {}, connect_timeout: 10 });
-
-  async function drop(): Promise<void> {
-    const sql = admin();
+  /** Runs `work` on a one-connection session of the maintenance database, closed afterwards. */
+  async function withAdmin<T>(work: (sql: postgres.Sql) => Promise<T>): Promise<T> {
+    const sql = postgres(maintenance.toString(), { max: 1, onnotice: () => {}, connect_timeout: 10 });
     try {
-      await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-    } finally {
-      await sql.end({ timeout: 5 });
-    }
-  }
-
-  async function maxConnections(): Promise<number> {
-    const sql = admin();
-    try {
-      const [row] = await sql<{ max_connections: string }[]>`SHOW max_connections`;
-      return Number(row!.max_connections);
+      return await work(sql);
     } finally {
       await sql.end({ timeout: 5 });
     }
@@ -61,16 +50,14 @@ export function scratchDatabase(url: string): ScratchDatabase {
   return {
     url,
     name,
-    drop,
-    maxConnections,
+    drop: () => withAdmin(async (sql) => void (await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`))),
+    maxConnections: () =>
+      withAdmin(async (sql) => Number((await sql<{ max_connections: string }[]>`SHOW max_connections`)[0]!.max_connections)),
     async reset() {
-      const sql = admin();
-      try {
+      await withAdmin(async (sql) => {
         await sql.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
         await sql.unsafe(`CREATE DATABASE ${name}`);
-      } finally {
-        await sql.end({ timeout: 5 });
-      }
+      });
       const database = connectPostgres({ url, pool_max: 1, statement_timeout_ms: 600_000 });
       try {
         await applyMigrations(database, url);
@@ -112,7 +99,7 @@ export interface Machine {
   /**
    * The kernel's huge pages as this machine reports them (`/proc/meminfo`), when PostgreSQL runs on it. Without
    * them every new PostgreSQL backend maps shared_buffers 4 kB at a time: on this VM its first pass over 128 MB of
-   * buffers cost about 30 µs per 8 kB buffer, which the never-read history figure shows (docs/operations.md).
+   * buffers cost about 30 µs per 8 kB buffer, which the never-read history figure shows (README, "Huge pages").
    */
   huge_pages?: string;
   node_version: string;

@@ -186,12 +186,12 @@ function escapeCell(text: string): string {
   return text.replaceAll("|", "\\|");
 }
 
-/** The README summary: headline figures and every target, from the saved JSON files. */
 /** Whether the kernel had huge pages reserved when the result was taken (results taken before commit 1786c4c do not say: none). */
 function hugePagesReserved(machine: Machine): boolean {
   return machine.huge_pages !== undefined && !machine.huge_pages.startsWith("0 ");
 }
 
+/** The README summary: headline figures and every target, from the saved JSON files. */
 export function renderSummary(results: readonly ScenarioResult[]): string {
   if (results.length === 0) return "No results yet: run `npm run bench`.";
   const lines: string[] = [];
